@@ -77,6 +77,7 @@ def encode_words(lm: LoadedModel, sentences: list[list[str]], truncate: bool = F
         ids = enc["input_ids"][i]
         wid = enc.word_ids(i)
         present = {w for w in wid if w is not None}
+        fixed = words
         if len(present) != len(words):
             # a word the tokenizer turns into nothing (e.g. a lone control character): give it
             # the unknown token so it still has a vector and the counts stay aligned
@@ -94,7 +95,8 @@ def encode_words(lm: LoadedModel, sentences: list[list[str]], truncate: bool = F
                     f"limit of {limit}. Split the sentence, or pass truncate=True to cut it (its last words "
                     "then get no vector and are left out, with a warning).")
             n_trunc += 1
-            one = tok(words, is_split_into_words=True, truncation=True, max_length=limit)
+            # cut the same words that were counted (a word that made nothing is the unknown token)
+            one = tok(fixed, is_split_into_words=True, truncation=True, max_length=limit)
             full_counts = np.bincount([w for w in wid if w is not None], minlength=len(words))
             ids, wid = one["input_ids"], one.word_ids()
             enc_i = {k: one[k] for k in one.keys()}

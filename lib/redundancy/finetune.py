@@ -154,7 +154,7 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
                 out.loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-                losses.append(round(float(out.loss), 5))
+                losses.append(round(out.loss.item(), 5))
                 step += 1
                 bar.update(1)
         bar.close()

@@ -215,8 +215,10 @@ def read_labeled_csv(path, label_column: int = 0, text_column: int = 1,
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     corpus = SentenceCorpus(pairs=[] if pair_column is not None else None)
     need = max(label_column, text_column, pair_column or 0) + 1
+    end = 0
     for i, row in enumerate(reader):
-        lineno = reader.line_num
+        # line_num is the last line read; a quoted field may span lines, so name the first
+        lineno, end = end + 1, reader.line_num
         if header and i == 0:
             continue
         if not row or all(not f.strip() for f in row):

@@ -89,7 +89,10 @@ def _offline_hint(name: str) -> str:
 
 
 def _weights_identity(path: str) -> dict:
-    """sha256 of every weight file, cached by (size, mtime) so it is computed once."""
+    """sha256 of every weight file, cached by (size, mtime, inode) so it is computed once.
+
+    The modification time is taken in nanoseconds: whole seconds let a weight file rewritten
+    within the same second at the same size (a re-saved model) keep its old, wrong hash."""
     p = Path(path)
     files = sorted(f for f in p.iterdir() if f.suffix in (".safetensors", ".bin", ".pt", ".h5")
                    and f.is_file()) if p.is_dir() else []
@@ -101,7 +104,7 @@ def _weights_identity(path: str) -> dict:
     out, changed = {}, False
     for f in files:
         st = f.stat()
-        k = f"{f.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+        k = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
         if k not in known:
             known[k] = file_sha256(f)
             changed = True

