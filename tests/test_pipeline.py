@@ -1,0 +1,152 @@
+"""The main job end to end on a tiny model and tiny files, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from redundancy import DataError, load_task
+from redundancy.__main__ import main
+from redundancy.pipeline import load_config, open_run, run
+from redundancy.tasks import TaskData, _finalise
+from redundancy.io import TokenCorpus
+
+CONLL_TRAIN = "the DT\ncat NN\nsat VBD\n\na DT\ndog NN\nran VBD\nfast RB\n\n"
+CONLL_DEV = "the DT\ndog NN\nsat VBD\n\n"
+CONLL_TEST = "a DT\ncat NN\nran VBD\n\n"
+
+
+def _write_tiny_data(root):
+    pos = root / "pos"
+    pos.mkdir()
+    (pos / "train.txt").write_text(CONLL_TRAIN)
+    (pos / "dev.txt").write_text(CONLL_DEV)
+    (pos / "test.txt").write_text(CONLL_TEST)
+    glue = root / "SST-2"
+    glue.mkdir()
+    rows = [("the cat sat", 1), ("the dog ran fast", 0), ("a big red book", 1), ("it was slow", 0)] * 5
+    (glue / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in rows))
+    (glue / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in rows[:6]))
+    return pos, glue
+
+
+def _config(tmp_path, tiny_bert):
+    pos, glue = _write_tiny_data(tmp_path)
+    return {"name": "tiny", "models": [tiny_bert], "results_dir": str(tmp_path / "results"),
+            "finetune": {"epochs": 1, "batch_size": 4, "seed": 1},
+            "tasks": {"pos": {"train": str(pos / "train.txt"), "dev": str(pos / "dev.txt"),
+                              "test": str(pos / "test.txt")},
+                      "sst-2": {"path": str(glue)}}}
+
+
+def test_run_end_to_end_and_rerun_reuses(tmp_path, tiny_bert, monkeypatch):
+    cfg = _config(tmp_path, tiny_bert)
+    index = run(cfg, progress=False, log=lambda *a: None)
+    assert len(index["entries"]) == 6  # 2 tasks x 3 splits
+    out = tmp_path / "results" / "tiny"
+    stats = (out / "task_statistics.csv").read_text().splitlines()
+    assert stats[0].startswith("task,unit,train,dev,test,labels")
+    assert any(line.startswith("pos,tokens,7,3,3,4") for line in stats)
+    assert any(line.startswith("sst-2,sentences,18,2,6,2") for line in stats)
+    saved = json.loads((out / "activations.json").read_text())
+    e = next(e for e in saved["entries"] if e["task"] == "pos" and e["split"] == "train")
+    assert (e["rows"], e["layers"], e["hidden"]) == (7, 3, 16)
+    sst = next(e for e in saved["entries"] if e["task"] == "sst-2" and e["split"] == "test")
+    assert sst["rows"] == 6 and sst["finetune"]["steps"] == 5  # 18 train / batch 4
+
+    # a second run recomputes nothing: extraction and fine-tuning must not be called
+    import redundancy.activations as A
+    import redundancy.finetune as F
+
+    monkeypatch.setattr(A, "word_activations", lambda *a, **k: pytest.fail("recomputed activations"))
+    monkeypatch.setattr(A, "sentence_activations", lambda *a, **k: pytest.fail("recomputed activations"))
+    monkeypatch.setattr(F, "atomic_dir", lambda *a, **k: pytest.fail("fine-tuned again"))
+    index2 = run(cfg, progress=False, log=lambda *a: None)
+    assert [e["key"] for e in index2["entries"]] == [e["key"] for e in index["entries"]]
+
+
+def test_open_run_reads_the_index(tmp_path, tiny_bert):
+    cfg = _config(tmp_path, tiny_bert)
+    cfg["tasks"].pop("sst-2")
+    run(cfg, progress=False, log=lambda *a: None)
+    path = tmp_path / "tiny.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    acts = open_run(path, tiny_bert, "pos", "dev")
+    assert acts.n_rows == 3 and list(acts.labels) == [0, 1, 3]  # DT NN VBD in sorted label order
+    with pytest.raises(KeyError, match="no activations"):
+        open_run(path, tiny_bert, "pos", "nonsense")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("models: [minilm]\ntasks: {ptb-pos: {}}\nbogus: 1\n", "unknown keys \\['bogus'\\]"),
+    ("models: [minilm]\ntasks: {no-such-task: {}}\n", "unknown task 'no-such-task'"),
+    ("tasks: {ptb-pos: {}}\n", "needs a list of 'models'"),
+    ("models: [minilm]\ntasks: {ptb-pos: {}}\nsplits: [train, validation]\n", "unknown split 'validation'"),
+    ("models: [minilm\n", "not valid YAML"),
+])
+def test_bad_config_names_the_problem(tmp_path, content, message):
+    path = tmp_path / "run.yml"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_config(path)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    path = tmp_path / "run.yml"
+    path.write_text("models: [minilm]\ntasks: {no-such-task: {}}\n")
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no-such-task" in err and "Traceback" not in err
+
+
+def test_cli_lists_tasks(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ptb-pos", "oanc-pos", "sentiment", "chunking", "mrpc", "sts-b"):
+        assert name in out
+
+
+def test_token_tag_count_mismatch_is_an_error():
+    corpus = TokenCorpus([["a", "b"]], [["DT"]], ["f.txt:3"])
+    ok = TokenCorpus([["a"]], [["DT"]], ["g:1"])
+    with pytest.raises(DataError, match="f.txt:3: 2 tokens but 1 tags"):
+        _finalise(TaskData("t", "token", {"train": corpus, "dev": ok, "test": ok}))
+
+
+def test_glue_without_hub_or_path_says_what_to_do(monkeypatch):
+    import datasets
+
+    def offline(*a, **k):
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match="path='/path/to/MRPC'"):
+        load_task("mrpc")
+
+
+def test_glue_through_datasets_follows_the_paper_split(monkeypatch):
+    """With the hub (here a stand-in DatasetDict), train is split 90/10 and validation is test."""
+    import datasets
+
+    n = 50
+    labels = datasets.ClassLabel(names=["not_equivalent", "equivalent"])
+    feats = datasets.Features({"sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
+                               "label": labels})
+
+    def fake(path, name):
+        assert (path, name) == ("nyu-mll/glue", "mrpc")
+        mk = lambda k: datasets.Dataset.from_dict(  # noqa: E731
+            {"sentence1": [f"a{i}" for i in range(k)], "sentence2": [f"b{i}" for i in range(k)],
+             "label": [i % 2 for i in range(k)]}, features=feats)
+        return datasets.DatasetDict({"train": mk(n), "validation": mk(8)})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    task = load_task("mrpc")
+    assert (len(task["train"]), len(task["dev"]), len(task["test"])) == (45, 5, 8)
+    assert task.label_names == ["equivalent", "not_equivalent"]
+    assert set(task["train"].texts).isdisjoint(task["dev"].texts)
+    assert task["test"].pairs[:2] == ["b0", "b1"]
+    assert np.array_equal(task.label_ids("test")[:2], [1, 0])
