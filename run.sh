@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's two set-up commands (see README):
-#   bash run.sh          the main job: environment, embedded model and data, pipeline
+#   bash run.sh          the main job: environment, embedded model and data, pipeline, book
 #   bash run.sh test     the test suite
 # Other verbs: `bash run.sh env` (environment only), `bash run.sh run CONFIG` (one run config).
 set -euo pipefail
@@ -43,6 +43,9 @@ case "$cmd" in
     start=$(date +%s)
     "$VENV/bin/python" -m redundancy fetch
     "$VENV/bin/python" -m redundancy run --config configs/default.yml
+    "$VENV/bin/jupyter-book" build . -W -n --keep-going -q > "${TMPDIR:-/tmp}/redundancy-book.log" 2>&1 \
+      || { cat "${TMPDIR:-/tmp}/redundancy-book.log"; echo "[main] book build failed" >&2; exit 1; }
+    echo "[main] book: $(pwd)/_build/html/index.html"
     echo "[main] finished in $(( $(date +%s) - start ))s" ;;
   *)
     echo "usage: bash run.sh [all|test|env|run CONFIG]" >&2; exit 2 ;;

@@ -127,7 +127,8 @@ def _pad(lm: LoadedModel, encs: list[dict]):
 def word_activations(lm: LoadedModel, sentences: list[list[str]], out: np.ndarray | None = None,
                      keep: np.ndarray | None = None, aggregation: str = "last", truncate: bool = False,
                      max_batch_tokens: int = 8192, max_batch_sentences: int = 128,
-                     sources: list[str] | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                     sources: list[str] | None = None, progress: bool = True,
+                     encoded=None) -> tuple[np.ndarray, np.ndarray]:
     """Word-level activations of every layer for pre-tokenized sentences.
 
     Parameters
@@ -160,7 +161,7 @@ def word_activations(lm: LoadedModel, sentences: list[list[str]], out: np.ndarra
     keep = np.ones(total, dtype=bool) if keep is None else np.asarray(keep, dtype=bool).copy()
     if keep.shape != (total,):
         raise DataError(f"keep has {keep.shape[0]} entries for {total} words")
-    encodings, spans, n_trunc = encode_words(lm, sentences, truncate, sources)
+    encodings, spans, n_trunc = encoded or encode_words(lm, sentences, truncate, sources)
     lost = np.concatenate([s[:, 0] < 0 for s in spans])
     if lost.any():
         warnings.warn(f"{n_trunc} sentences longer than the model's limit of {lm.max_length} tokens were "
@@ -182,8 +183,7 @@ def word_activations(lm: LoadedModel, sentences: list[list[str]], out: np.ndarra
         for batch in _batches(lengths, max_batch_tokens, max_batch_sentences):
             inputs = _pad(lm, [encodings[i] for i in batch])
             T = inputs["input_ids"].shape[1]
-            hs = lm.model(**inputs, output_hidden_states=True).hidden_states
-            states = torch.stack(hs, dim=2)  # (B, T, layers, hidden)
+            hs = lm.model(**inputs, output_hidden_states=True).hidden_states  # layers x (B, T, hidden)
             b_idx, t_first, t_last, dest = [], [], [], []
             for b, i in enumerate(batch):
                 r = rows[offsets[i]:offsets[i + 1]]
@@ -193,20 +193,26 @@ def word_activations(lm: LoadedModel, sentences: list[list[str]], out: np.ndarra
                 t_first.append(spans[i][ok, 0] + shift)
                 t_last.append(spans[i][ok, 1] + shift)
                 dest.append(r[ok])
-            b_idx = torch.as_tensor(np.concatenate(b_idx), device=states.device)
-            t_first = torch.as_tensor(np.concatenate(t_first), device=states.device)
-            t_last = torch.as_tensor(np.concatenate(t_last), device=states.device)
+            dev = hs[0].device
+            b_idx = torch.as_tensor(np.concatenate(b_idx), device=dev)
+            t_first = torch.as_tensor(np.concatenate(t_first), device=dev)
+            t_last = torch.as_tensor(np.concatenate(t_last), device=dev)
             dest = np.concatenate(dest)
+            # gather layer by layer: no (B, T, layers, hidden) copy of the whole batch
             if aggregation == "last":
-                vec = states[b_idx, t_last]
+                vec = torch.stack([h[b_idx, t_last] for h in hs], dim=1)
             elif aggregation == "first":
-                vec = states[b_idx, t_first]
+                vec = torch.stack([h[b_idx, t_first] for h in hs], dim=1)
             else:  # mean over the word's sub-words, through a cumulative sum along the sequence
-                csum = torch.cumsum(states, dim=1)
-                upto = csum[b_idx, t_last]
-                before = torch.where((t_first > 0)[:, None, None], csum[b_idx, (t_first - 1).clamp(min=0)],
-                                     torch.zeros_like(upto))
-                vec = (upto - before) / (t_last - t_first + 1).to(states.dtype)[:, None, None]
+                parts = []
+                count = (t_last - t_first + 1).to(hs[0].dtype)[:, None]
+                for h in hs:
+                    csum = torch.cumsum(h, dim=1)
+                    upto = csum[b_idx, t_last]
+                    before = torch.where((t_first > 0)[:, None], csum[b_idx, (t_first - 1).clamp(min=0)],
+                                         torch.zeros_like(upto))
+                    parts.append((upto - before) / count)
+                vec = torch.stack(parts, dim=1)
             vec = vec.float().cpu().numpy()
             if dest.size:
                 lo, hi = dest.min(), dest.max()
@@ -259,13 +265,14 @@ def sentence_activations(lm: LoadedModel, texts: list[str], pairs: list[str] | N
         for batch in _batches(lengths, max_batch_tokens, max_batch_sentences):
             inputs = _pad(lm, [encodings[i] for i in batch])
             T = inputs["input_ids"].shape[1]
-            hs = torch.stack(lm.model(**inputs, output_hidden_states=True).hidden_states, dim=2)
-            L = torch.as_tensor(lengths[batch], device=hs.device)
+            hs = lm.model(**inputs, output_hidden_states=True).hidden_states
+            L = torch.as_tensor(lengths[batch], device=hs[0].device)
             if cls_position == "first":
                 pos = (T - L) if left else torch.zeros_like(L)
             else:
                 pos = torch.full_like(L, T - 1) if left else L - 1
-            vec = hs[torch.arange(len(batch), device=hs.device), pos].float().cpu().numpy()
+            rows_ = torch.arange(len(batch), device=hs[0].device)
+            vec = torch.stack([h[rows_, pos] for h in hs], dim=1).float().cpu().numpy()
             out[np.asarray(batch)] = vec
             bar.update(len(batch))
     bar.close()
@@ -329,11 +336,11 @@ def extract(lm: LoadedModel, task: TaskData, split: str, aggregation: str = "las
     if task.kind == "token":
         keep = ids >= 0 if not task.regression else np.ones(len(ids), bool)
 
+        encoded = []
+
         def shape():  # rows lost to truncation are only known after tokenizing (on a cache miss)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _, spans, _ = encode_words(lm, corpus.tokens, truncate, corpus.sources)
-            lost = np.concatenate([s[:, 0] < 0 for s in spans])
+            encoded.extend(encode_words(lm, corpus.tokens, truncate, corpus.sources))
+            lost = np.concatenate([s[:, 0] < 0 for s in encoded[1]])
             return (int((keep & ~lost).sum()), lm.n_layers, lm.hidden_size)
 
         sent_of_word = np.repeat(np.arange(len(corpus)), [len(s) for s in corpus.tokens])
@@ -341,7 +348,7 @@ def extract(lm: LoadedModel, task: TaskData, split: str, aggregation: str = "las
         def fill(w):
             _, kept = word_activations(lm, corpus.tokens, out=w.array, keep=keep, aggregation=aggregation,
                                        truncate=truncate, max_batch_tokens=max_batch_tokens,
-                                       sources=corpus.sources, progress=progress)
+                                       sources=corpus.sources, progress=progress, encoded=encoded)
             w.labels = ids[kept]
             w.sentence_ids = sent_of_word[kept]
             if len(w.labels) != w.array.shape[0]:  # the count invariant of the whole pipeline

@@ -1,0 +1,107 @@
+"""Extraction throughput: ours (word alignment + store write) against a bare batched forward loop.
+
+Both sides run in this process on the same sentences, batched the same way (sorted by
+length, the same token budget), with tokenization included, repeated and interleaved;
+the table gives medians and the ratio. Peak memory is the largest resident set size
+seen during each side's runs, above the level before it started.
+
+    .venv/bin/python benchmarks/extraction.py [--model minilm] [--task ptb-pos] [--split train] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+
+import numpy as np
+import psutil
+import torch
+
+warnings.filterwarnings("ignore")
+
+
+class PeakRSS:
+    def __init__(self):
+        self.proc = psutil.Process()
+
+    def __enter__(self):
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self.stop = False
+        self.t = threading.Thread(target=self._poll, daemon=True)
+        self.t.start()
+        return self
+
+    def _poll(self):
+        while not self.stop:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.t.join()
+
+    @property
+    def mb(self):
+        return (self.peak - self.base) / 2**20
+
+
+def main():
+    from redundancy import load_task
+    from redundancy.activations import _batches, _pad, extract, set_threads
+    from redundancy.models import load_model
+    from redundancy.store import ActivationStore
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--task", default="ptb-pos")
+    ap.add_argument("--split", default="train")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--max-batch-tokens", type=int, default=8192)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    set_threads()
+    lm = load_model(args.model, device=args.device)
+    task = load_task(args.task)
+    sents = task[args.split].tokens
+    n_words = sum(len(s) for s in sents)
+
+    def bare():
+        enc = lm.tokenizer(sents, is_split_into_words=True)
+        encs = [{k: enc[k][i] for k in enc.keys()} for i in range(len(sents))]
+        lengths = np.array([len(e["input_ids"]) for e in encs])
+        with torch.inference_mode():
+            for batch in _batches(lengths, args.max_batch_tokens, 128):
+                lm.model(**_pad(lm, [encs[i] for i in batch]))
+
+    def ours():
+        with tempfile.TemporaryDirectory() as d:
+            extract(lm, task, args.split, store=ActivationStore(d), progress=False)
+
+    bare()  # warm-up (allocator, kernels)
+    times = {"bare forward loop": [], "redundancy.extract": []}
+    peaks = {k: 0.0 for k in times}
+    for _ in range(args.reps):
+        for name, fn in (("bare forward loop", bare), ("redundancy.extract", ours)):
+            with PeakRSS() as m:
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+            peaks[name] = max(peaks[name], m.mb)
+    base = statistics.median(times["bare forward loop"])
+    print(f"model {args.model} ({lm.n_layers} x {lm.hidden_size}), task {args.task}/{args.split}: "
+          f"{len(sents)} sentences, {n_words} words; torch threads {torch.get_num_threads()}; "
+          f"device {args.device}; {args.reps} reps")
+    print(f"{'method':22s} {'median s':>9s} {'words/s':>9s} {'vs bare':>8s} {'peak RSS MB':>12s}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"{name:22s} {med:9.2f} {n_words / med:9.0f} {base / med:8.2f}x {peaks[name]:12.0f}")
+
+
+if __name__ == "__main__":
+    main()
