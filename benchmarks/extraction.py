@@ -61,7 +61,7 @@ def main():
     ap.add_argument("--task", default="ptb-pos")
     ap.add_argument("--split", default="train")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--max-batch-tokens", type=int, default=8192)
+    ap.add_argument("--max-batch-tokens", type=int, default=2048)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
@@ -81,7 +81,8 @@ def main():
 
     def ours():
         with tempfile.TemporaryDirectory() as d:
-            extract(lm, task, args.split, store=ActivationStore(d), progress=False)
+            extract(lm, task, args.split, store=ActivationStore(d), progress=False,
+                    max_batch_tokens=args.max_batch_tokens)
 
     bare()  # warm-up (allocator, kernels)
     times = {"bare forward loop": [], "redundancy.extract": []}

@@ -126,7 +126,7 @@ def _pad(lm: LoadedModel, encs: list[dict]):
 
 def word_activations(lm: LoadedModel, sentences: list[list[str]], out: np.ndarray | None = None,
                      keep: np.ndarray | None = None, aggregation: str = "last", truncate: bool = False,
-                     max_batch_tokens: int = 8192, max_batch_sentences: int = 128,
+                     max_batch_tokens: int = 2048, max_batch_sentences: int = 128,
                      sources: list[str] | None = None, progress: bool = True,
                      encoded=None) -> tuple[np.ndarray, np.ndarray]:
     """Word-level activations of every layer for pre-tokenized sentences.
@@ -227,7 +227,7 @@ def word_activations(lm: LoadedModel, sentences: list[list[str]], out: np.ndarra
 
 def sentence_activations(lm: LoadedModel, texts: list[str], pairs: list[str] | None = None,
                          out: np.ndarray | None = None, truncate: bool = False, cls_position: str | None = None,
-                         max_batch_tokens: int = 8192, max_batch_sentences: int = 128,
+                         max_batch_tokens: int = 2048, max_batch_sentences: int = 128,
                          sources: list[str] | None = None, progress: bool = True) -> np.ndarray:
     """The classification token's vector at every layer, one row per sentence (or pair).
 
@@ -304,7 +304,7 @@ def activation_config(lm: LoadedModel, task: TaskData, split: str, aggregation: 
 
 def extract(lm: LoadedModel, task: TaskData, split: str, aggregation: str = "last", dtype: str = "float32",
             truncate: bool = False, store: ActivationStore | None = None, cls_position: str | None = None,
-            max_batch_tokens: int = 8192, progress: bool = True, verify: str = "size") -> Activations:
+            max_batch_tokens: int = 2048, progress: bool = True, verify: str = "size") -> Activations:
     """Activations of one split of a task, from the cache or computed and cached.
 
     Parameters

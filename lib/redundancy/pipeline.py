@@ -115,7 +115,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
                 t0 = time.time()
                 acts = extract(lm, task, split, aggregation=cfg.get("aggregation", "last"),
                                dtype=cfg.get("dtype", "float32"), truncate=cfg.get("truncate", False),
-                               max_batch_tokens=cfg.get("max_batch_tokens", 8192), progress=progress)
+                               max_batch_tokens=cfg.get("max_batch_tokens", 2048), progress=progress)
                 entries.append({"model": model_name, "task": name, "split": split, "path": str(acts.path),
                                 "rows": acts.n_rows, "layers": acts.n_layers, "hidden": acts.hidden_size,
                                 "dtype": str(acts.array.dtype), "key": acts.meta["key"],
