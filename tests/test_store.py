@@ -191,15 +191,20 @@ def test_stale_tmp_folder_is_cleaned(store):
 # damaged entries
 
 
-def test_truncated_entry_is_rejected_and_recomputed(store, capsys):
-    data = make_data(2)
+def stored_and_released(store, seed):
+    """Create an entry, drop every reference to its memmap, and return what a damage test needs."""
+    data = make_data(seed)
     fill = Filler(data)
     a, _ = create(store, fill=fill, data=data)
     path = a.path
     del a
     gc.collect()
     f = path / "activations.npy"
-    size = f.stat().st_size
+    return data, fill, path, f, f.stat().st_size
+
+
+def test_truncated_entry_is_rejected_and_recomputed(store, capsys):
+    data, fill, path, f, size = stored_and_released(store, seed=2)
     with open(f, "r+b") as fh:
         fh.truncate(size - 100)
     capsys.readouterr()
@@ -217,14 +222,7 @@ def test_truncated_entry_is_rejected_and_recomputed(store, capsys):
 
 
 def test_same_size_edit_is_caught_by_full_verify(store, capsys):
-    data = make_data(3)
-    fill = Filler(data)
-    a, _ = create(store, fill=fill, data=data)
-    path = a.path
-    del a
-    gc.collect()
-    f = path / "activations.npy"
-    size = f.stat().st_size
+    data, fill, path, f, size = stored_and_released(store, seed=3)
     with open(f, "r+b") as fh:
         fh.seek(size - 1)
         last = fh.read(1)

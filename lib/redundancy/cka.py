@@ -50,6 +50,8 @@ import warnings
 
 import numpy as np
 
+from .moments import streamed_cross_product
+
 __all__ = ["ConstantInputWarning", "gram_linear", "center_gram", "cka", "feature_space_linear_cka",
            "unbiased_hsic", "linear_cka_matrix", "MinibatchCKA", "minibatch_cka"]
 
@@ -383,61 +385,28 @@ def linear_cka_matrix(layers, debiased: bool = False, chunk: int = 8192, dtype=n
     one chunk; never rows x rows. For BERT-base (13 x 768, P = 9984) that is 0.8 GB.
     Time is ``n P^2`` multiply-adds (``syrk`` uses the symmetry of ``Z^T Z``).
     """
-    from scipy.linalg.blas import get_blas_funcs
-
     n, widths, read = _layer_source(layers)
     _check_rows(n, debiased, f"the layer data ({n} rows, {len(widths)} layers)")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, not {dtype}")
-    chunk = int(chunk)
-    if chunk < 1:
-        raise ValueError(f"chunk must be a positive number of rows, not {chunk}")
 
     n_layers = len(widths)
     offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
     blocks = [slice(offsets[i], offsets[i + 1]) for i in range(n_layers)]
     P = int(offsets[-1])
-
-    shift = np.array(read(0, 1)[0], dtype=dtype)
-    C = np.zeros((P, P), dtype=np.float64, order="F")  # only the upper triangle is filled
-    s = np.zeros(P)
-    temp = None if dtype == np.float64 else np.zeros((P, P), dtype=dtype, order="F")
-    syrk = get_blas_funcs("syrk", dtype=dtype)
     if debiased:
         RR = np.zeros((n_layers, n_layers))
         RZ = np.zeros((n_layers, P))
         r_sum = np.zeros(n_layers)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n, desc="linear CKA", unit="row", mininterval=1.0, leave=False)
-    try:
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            D = np.array(read(start, stop), dtype=dtype)  # a copy: never modify the caller's data
-            if not np.isfinite(D).all():
-                raise ValueError(f"rows {start}..{stop - 1} contain nan or inf values")
-            D -= shift
-            s += D.sum(axis=0, dtype=np.float64)
-            # C += D^T D; D.T is Fortran-ordered, so BLAS reads it without a copy.
-            if temp is None:
-                C = syrk(1.0, D.T, beta=1.0, c=C, trans=0, lower=0, overwrite_c=1)
-            else:
-                temp = syrk(1.0, D.T, beta=0.0, c=temp, trans=0, lower=0, overwrite_c=1)
-                C += temp
-            if debiased:
-                R = np.stack([np.einsum("ij,ij->i", D[:, b], D[:, b]) for b in blocks], axis=1)
-                RR += R.T.astype(np.float64) @ R
-                RZ += R.T @ D
-                r_sum += R.sum(axis=0, dtype=np.float64)
-            if bar is not None:
-                bar.update(stop - start)
-    finally:
-        if bar is not None:
-            bar.close()
-        del temp
+        def row_norms(D):  # the extra streamed sums of the debiased estimator
+            nonlocal RR, RZ, r_sum
+            R = np.stack([np.einsum("ij,ij->i", D[:, b], D[:, b]) for b in blocks], axis=1)
+            RR += R.T.astype(np.float64) @ R
+            RZ += R.T @ D
+            r_sum += R.sum(axis=0, dtype=np.float64)
+
+    cp = streamed_cross_product(read, n, chunk, dtype=dtype, on_chunk=row_norms if debiased else None,
+                                progress="linear CKA" if progress else None)
+    C, s = cp.gram, cp.sums
 
     mu = s / n
     m = np.array([mu[b] @ mu[b] for b in blocks])  # ||mu_i||^2

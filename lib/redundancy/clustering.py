@@ -34,10 +34,11 @@ import numbers
 import numpy as np
 import pandas as pd
 from scipy.cluster import hierarchy
-from scipy.linalg.blas import dsyrk
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+
+from .moments import streamed_cross_product
 
 __all__ = ["neuron_correlation", "correlation_distance", "correlation_linkage", "correlation_clusters",
            "cluster_representatives", "CorrelationClustering", "layer_of_neuron", "cluster_makeup"]
@@ -148,24 +149,12 @@ def neuron_correlation(X, chunk: int = 8192, dtype=np.float32):
     chunk = _check_chunk(chunk)
     rows, n = X.shape
 
-    shift = np.asarray(X[:min(chunk, rows)], dtype=np.float64).mean(axis=0)
-    total = np.zeros(n, dtype=np.float64)                 # sum over rows of (x - shift)
-    gram = np.zeros((n, n), dtype=np.float64, order="F")  # (X - shift)^T (X - shift), upper triangle
-    for start in range(0, rows, chunk):
-        block = np.array(X[start:start + chunk], dtype=np.float64)  # C order: block.T is Fortran order
-        block -= shift
-        total += block.sum(axis=0)
-        # syrk on block.T (n x m, Fortran order, no copy) adds block^T block into gram in place
-        gram = dsyrk(1.0, block.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
-    del block
-    if not (np.isfinite(total).all() and np.isfinite(np.diagonal(gram)).all()):
-        raise ValueError("X contains NaN or infinity; correlations are undefined")
-
-    # gram's upper triangle (Fortran order) is the lower triangle of its C-order transpose
-    s = gram.T
-    _symmetrize_from_lower(s)
-
-    mean = total / rows
+    try:
+        cp = streamed_cross_product(lambda a, b: X[a:b], rows, chunk)
+    except ValueError:
+        raise ValueError("X contains NaN or infinity; correlations are undefined") from None
+    s = cp.symmetric()
+    mean = cp.mean
     # (rows - 1) * variance, the same shifted sums; the factor rows - 1 cancels in corr
     scatter = np.diagonal(s) - rows * mean * mean
     dead = ~(scatter > 0)  # exactly 0 for a constant column: the shift makes it exact
@@ -182,17 +171,6 @@ def neuron_correlation(X, chunk: int = 8192, dtype=np.float32):
         out[i:i + _BLOCK] = rows_i
     np.fill_diagonal(out, 1.0)
     return out, np.flatnonzero(dead)
-
-
-def _symmetrize_from_lower(a: np.ndarray) -> None:
-    """Copy the lower triangle of a square C-order array onto its upper triangle, in place."""
-    n = a.shape[0]
-    for i in range(0, n, _BLOCK):
-        j = min(i + _BLOCK, n)
-        a[:i, i:j] = a[i:j, :i].T
-        d = a[i:j, i:j]
-        lo = np.tril_indices(j - i, -1)
-        d[lo[1], lo[0]] = d[lo]
 
 
 def correlation_distance(corr) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import CACHE_VERSION, cache_dir
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model, model_identity
 from .tasks import TaskData
 from .utils import atomic_dir, clean_stale_tmp, file_lock, set_seed, stable_hash, write_json_atomic
 
@@ -103,17 +103,16 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
     cfg = config or FineTuneConfig()
     if overrides:
         cfg = FineTuneConfig(**{**asdict(cfg), **overrides})
-    base_lm = load_model(base, device="cpu")  # resolves the path and the weights' identity
+    base_identity = model_identity(base)  # config and weight hashes; the weights load only on a miss
     train = task["train"]
-    key_cfg = {"base": base_lm.identity, "task": task.name, "labels": task.label_names,
+    key_cfg = {"base": base_identity, "task": task.name, "labels": task.label_names,
                "regression": task.regression, "train": stable_hash([train.texts, train.pairs,
                                                                      [str(x) for x in train.labels]]),
                "finetune": asdict(cfg), "cache_version": CACHE_VERSION}
     key = stable_hash(key_cfg)
-    final = cache_dir() / "finetuned" / task.name / base_lm.name.replace("/", "_") / key
+    final = cache_dir() / "finetuned" / task.name / base_identity["name"].replace("/", "_") / key
     if (final / "meta.json").is_file():
         return final
-    del base_lm
     with file_lock(final.parent / f".{key}.lock"):
         if (final / "meta.json").is_file():
             return final

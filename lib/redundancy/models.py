@@ -150,6 +150,38 @@ def check_device(device: str) -> str:
     return device
 
 
+def _identity(name_or_path, path: str, local: bool, config, revision, name: str) -> dict:
+    if str(name_or_path).lower() in EMBEDDED_MODELS:
+        source = f"embedded:{str(name_or_path).lower()}"
+    elif local:
+        source = f"folder:{Path(path).name}"  # the weights' hashes, not the folder's place, identify it
+    else:
+        source = f"hub:{path}@{revision or getattr(config, '_commit_hash', None)}"
+    return {
+        "name": name,
+        "source": source,
+        "model_type": config.model_type,
+        "config": stable_hash({k: v for k, v in config.to_dict().items()
+                               if not k.startswith("_") and k not in ("transformers_version", "architectures")}),
+        "weights": _weights_identity(path) if local else getattr(config, "_commit_hash", None),
+    }
+
+
+def model_identity(name_or_path: str, revision: str | None = None, name: str | None = None) -> dict:
+    """The identity :func:`load_model` would give, from the config and weight hashes alone
+    (the weights are not loaded), for cache look-ups."""
+    from transformers import AutoConfig
+
+    path, local = resolve_model_path(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path, **({} if local else {"revision": revision}))
+    except (OSError, ValueError) as e:
+        if local:
+            raise ModelNotFoundError(f"could not load the model folder {path}: {e}") from None
+        raise ModelNotFoundError(_offline_hint(str(name_or_path))) from None
+    return _identity(name_or_path, path, local, config, revision, name or str(name_or_path))
+
+
 def load_model(name_or_path: str = "minilm", device: str = "cpu", revision: str | None = None,
                model_class=None, name: str | None = None, config_kw: dict | None = None) -> LoadedModel:
     """Load an encoder and its fast tokenizer, with every layer's hidden states.
@@ -192,20 +224,7 @@ def load_model(name_or_path: str = "minilm", device: str = "cpu", revision: str 
     model = cls.from_pretrained(path, config=config, **kw)
     model.eval().to(device)
     name = name or str(name_or_path)
-    if str(name_or_path).lower() in EMBEDDED_MODELS:
-        source = f"embedded:{str(name_or_path).lower()}"
-    elif local:
-        source = f"folder:{Path(path).name}"  # the weights' hashes, not the folder's place, identify it
-    else:
-        source = f"hub:{path}@{revision or getattr(config, '_commit_hash', None)}"
-    identity = {
-        "name": name,
-        "source": source,
-        "model_type": config.model_type,
-        "config": stable_hash({k: v for k, v in config.to_dict().items()
-                               if not k.startswith("_") and k not in ("transformers_version", "architectures")}),
-        "weights": _weights_identity(path) if local else getattr(config, "_commit_hash", None),
-    }
+    identity = _identity(name_or_path, path, local, config, revision, name)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model")
     n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer")
     try:
