@@ -241,9 +241,19 @@ def task_options(name: str) -> list[str] | None:
 
 # --- token labeling from files (the paper's POS, SEM, CCG, chunking) -----------------
 
+def _head_lines(path, size: int = 1 << 16) -> list[str]:
+    """The first lines of a file, for guessing its format without reading it all."""
+    if not Path(path).is_file():
+        io.read_text(path)  # raises the library's file-not-found message
+    with open(path, "rb") as f:
+        data = f.read(size)
+    lines = data.decode("utf-8-sig", errors="replace").split("\n")
+    return lines if len(data) < size else lines[:-1]  # the last one may be cut
+
+
 def _read_token_file(path, fmt: str, **kw) -> TokenCorpus:
     if fmt == "auto":
-        lines = [ln.split() for ln in io.read_text(path).split("\n") if ln.strip()][:50]
+        lines = [ln.split() for ln in _head_lines(path) if ln.strip()][:50]
         first = lines[0] if lines else []
         slashed = [all("/" in p for p in parts) for parts in lines]
         # two slashed tokens ("Yes/UH ./.") could also be a CoNLL line ("1/2 N/N" in CCG):
