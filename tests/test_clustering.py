@@ -74,7 +74,7 @@ def planted(rows=500, seed=0, dead=False):
 # --------------------------------------------------------------------------------------
 # correlation
 
-@pytest.mark.parametrize("chunk", [7, 64, 8192])
+@pytest.mark.parametrize("chunk", [7, 64, 8192, None])
 def test_correlation_equals_corrcoef(chunk):
     X = correlated_data(rows=301, neurons=37, seed=1)
     corr, dead = neuron_correlation(X, chunk=chunk)
@@ -365,7 +365,7 @@ def test_clone_and_params():
     cc = CorrelationClustering(threshold=0.5)
     c2 = clone(cc)
     assert c2 is not cc and c2.get_params() == cc.get_params()
-    assert c2.get_params() == {"threshold": 0.5, "representative": "random", "random_state": 0, "chunk": 8192}
+    assert c2.get_params() == {"threshold": 0.5, "representative": "random", "random_state": 0, "chunk": None}
     fitted = CorrelationClustering(threshold=0.5).fit(correlated_data(rows=40, neurons=8))
     assert not hasattr(clone(fitted), "labels_")
     assert fitted.n_features_in_ == 8 and fitted.linkage_.shape == (7, 4)

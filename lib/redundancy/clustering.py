@@ -61,9 +61,16 @@ def _check_threshold(threshold) -> float:
     return t
 
 
-def _check_chunk(chunk) -> int:
+#: float64 bytes of one chunk of rows when ``chunk=None`` (at least 512 rows)
+CHUNK_BYTES = 64 * 2**20
+
+
+def _check_chunk(chunk, n_neurons: int | None = None) -> int | None:
+    """Rows per chunk: ``chunk`` itself, or with None about 64 MiB of float64 rows."""
+    if chunk is None:
+        return None if n_neurons is None else max(512, CHUNK_BYTES // (8 * max(1, n_neurons)))
     if isinstance(chunk, (bool, np.bool_)) or not isinstance(chunk, numbers.Integral) or chunk < 1:
-        raise ValueError(f"chunk must be a positive number of rows, not {chunk!r}")
+        raise ValueError(f"chunk must be a positive number of rows or None, not {chunk!r}")
     return int(chunk)
 
 
@@ -99,7 +106,7 @@ def _check_linkage(Z, n_neurons=None) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # correlation and distance
 
-def neuron_correlation(X, chunk: int = 8192, dtype=np.float32):
+def neuron_correlation(X, chunk: int | None = None, dtype=np.float32):
     """Pearson correlation of every neuron with every other neuron over all rows.
 
     The ``N x N`` matrix ``corr`` of section 5.2 (Dalvi et al., 2020), equal to
@@ -112,9 +119,8 @@ def neuron_correlation(X, chunk: int = 8192, dtype=np.float32):
     added into the column sums and into ``X^T X`` (an ``N x N`` float64 matrix, filled by
     the BLAS ``syrk`` routine). No float64 copy of the whole activation matrix is made.
     Peak memory is about ``8 N^2`` bytes for ``X^T X``, plus the result in ``dtype``
-    (``4 N^2`` for float32), plus ``8 * chunk * N`` bytes for one chunk: for BERT's
-    13 x 768 = 9984 neurons, 0.8 + 0.4 GB plus 0.65 GB at ``chunk=8192``; lower ``chunk``
-    to save memory.
+    (``4 N^2`` for float32), plus ``8 * chunk * N`` bytes for one chunk (64 MiB with the
+    default ``chunk=None``): for BERT's 13 x 768 = 9984 neurons, 0.8 + 0.4 GB.
 
     Dead neurons: a neuron that is constant over all rows has no defined correlation
     (``np.corrcoef`` gives NaN). Following the reference code, which sets NaNs to 0, a
@@ -128,8 +134,8 @@ def neuron_correlation(X, chunk: int = 8192, dtype=np.float32):
         Activations, one row per word (or sentence), one column per neuron; float16,
         float32, float64 or a memmap of them. Neuron ``layer * hidden + unit`` in
         :meth:`redundancy.store.Activations.flat`.
-    chunk : int, default 8192
-        Rows read and converted at a time.
+    chunk : int or None, default None
+        Rows read and converted at a time; None: about 64 MiB of float64 rows.
     dtype : numpy dtype, default float32
         Type of the returned matrix. float64 returns the accumulator itself (no copy).
 
@@ -146,8 +152,8 @@ def neuron_correlation(X, chunk: int = 8192, dtype=np.float32):
         If ``X`` is not 2-D, has fewer than 2 rows or 2 neurons, or holds NaN or infinity.
     """
     X = _check_activations(X)
-    chunk = _check_chunk(chunk)
     rows, n = X.shape
+    chunk = _check_chunk(chunk, n)
 
     try:
         cp = streamed_cross_product(lambda a, b: X[a:b], rows, chunk)
@@ -219,7 +225,7 @@ def _condensed_index(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # clusters
 
-def correlation_linkage(X, chunk: int = 8192, dtype=np.float32, return_distances: bool = False):
+def correlation_linkage(X, chunk: int | None = None, dtype=np.float32, return_distances: bool = False):
     """Average-linkage hierarchical clustering of neurons on ``1 - |corr|``.
 
     The tree of section 5.2 (Dalvi et al., 2020), built once and cut at any threshold
@@ -230,7 +236,7 @@ def correlation_linkage(X, chunk: int = 8192, dtype=np.float32, return_distances
     ----------
     X : array-like of shape (rows, neurons)
         Activations (a memmap is read in chunks).
-    chunk : int, default 8192
+    chunk : int or None, default None
         Rows per chunk in :func:`neuron_correlation`.
     dtype : numpy dtype, default float32
         Type of the intermediate correlation matrix.
@@ -253,7 +259,7 @@ def correlation_linkage(X, chunk: int = 8192, dtype=np.float32, return_distances
     return (Z, dead, dist) if return_distances else (Z, dead)
 
 
-def correlation_clusters(X=None, threshold: float = 0.3, chunk: int = 8192, linkage=None) -> np.ndarray:
+def correlation_clusters(X=None, threshold: float = 0.3, chunk: int | None = None, linkage=None) -> np.ndarray:
     """Cluster labels of neurons cut at distance threshold ``c_t``.
 
     Agglomerative clustering with average linkage on ``1 - |corr|``, cut so that no
@@ -267,7 +273,7 @@ def correlation_clusters(X=None, threshold: float = 0.3, chunk: int = 8192, link
         Activations. May be None when ``linkage`` is given.
     threshold : float in [0, 1], default 0.3
         ``c_t``.
-    chunk : int, default 8192
+    chunk : int or None, default None
         Rows per chunk when computing correlations.
     linkage : numpy.ndarray of shape (neurons - 1, 4), optional
         A tree from :func:`correlation_linkage` (or ``CorrelationClustering.linkage_``),
@@ -374,9 +380,9 @@ class CorrelationClustering(TransformerMixin, BaseEstimator):
         the member with the smallest mean distance to the other members.
     random_state : int, numpy.random.RandomState or None, default 0
         Seed of the random pick.
-    chunk : int, default 8192
+    chunk : int or None, default None
         Rows per chunk when computing correlations (bounds the float64 working memory
-        to ``8 * chunk * neurons`` bytes besides the ``N x N`` matrices).
+        to ``8 * chunk * neurons`` bytes besides the ``N x N`` matrices; None: 64 MiB).
 
     Attributes
     ----------
@@ -403,7 +409,7 @@ class CorrelationClustering(TransformerMixin, BaseEstimator):
     >>> [len(cc.representatives_at(t)) for t in (0.1, 0.3, 0.5, 0.7)]   # doctest: +SKIP
     """
 
-    def __init__(self, threshold=0.3, representative="random", random_state=0, chunk=8192):
+    def __init__(self, threshold=0.3, representative="random", random_state=0, chunk=None):
         self.threshold = threshold
         self.representative = representative
         self.random_state = random_state

@@ -185,6 +185,10 @@ class _LinearProbeBase(BaseEstimator):
 
         bs = int(self.batch_size)
         n_batches = -(-n // bs)
+        # an in-memory array of the training dtype is shared with torch (no copy) and batches
+        # are gathered by torch; a memmap or another dtype is read and converted batch by batch
+        shared = (type(X) is np.ndarray and X.dtype == np_dtype and X.flags.c_contiguous)
+        Xt = torch.from_numpy(X) if shared else None
         self.loss_curve_ = []
         for epoch in range(int(self.epochs)):
             order = torch.randperm(n, generator=g).numpy() if self.shuffle else None
@@ -195,7 +199,10 @@ class _LinearProbeBase(BaseEstimator):
                 else:
                     # sorted: a memmap is read front to back; a batch's loss is a mean over its rows
                     rows = np.sort(order[start:start + bs])
-                xb = torch.from_numpy(_read_rows(X, rows, np_dtype)).to(device)
+                if Xt is not None:
+                    xb = (Xt[rows] if order is None else Xt[torch.from_numpy(rows)]).to(device)
+                else:
+                    xb = torch.from_numpy(_read_rows(X, rows, np_dtype)).to(device)
                 if epoch == 0 and not bool(torch.isfinite(xb).all()):
                     raise ValueError(f"{type(self).__name__}.fit: X contains NaN or infinity "
                                      f"(in the batch starting at row {start})")

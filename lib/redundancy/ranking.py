@@ -37,13 +37,15 @@ __all__ = ["NeuronRanking", "top_neurons", "lca_ranking", "probe_weights"]
 
 
 def probe_weights(probe_or_coef) -> np.ndarray:
-    """``|W|`` as a float64 (classes, neurons) array, from a fitted probe or a weight matrix.
+    """``|W|`` as a (classes, neurons) array, from a fitted probe or a weight matrix.
 
     A 1-D weight vector (a regression probe) is one row, as the reference's
     ``nn.Linear(D, 1)``.
     """
-    coef = getattr(probe_or_coef, "coef_", probe_or_coef)
-    W = np.abs(np.atleast_2d(np.asarray(coef, dtype=np.float64)))
+    coef = np.asarray(getattr(probe_or_coef, "coef_", probe_or_coef))
+    # float32 weights (every torch probe) stay float32, so that the cumulative sums and the
+    # thresholds round exactly as in the reference code; anything else is float64
+    W = np.abs(np.atleast_2d(coef.astype(np.float32 if coef.dtype == np.float32 else np.float64)))
     if W.ndim != 2 or W.shape[1] == 0:
         raise ValueError(f"expected probe weights of shape (classes, neurons), got {np.shape(coef)}")
     if not np.isfinite(W).all():
@@ -69,7 +71,7 @@ def _prefix_sizes(cum: np.ndarray, total: np.ndarray, fractions: np.ndarray) -> 
     d = cum.shape[1]
     out = np.empty((cum.shape[0], fractions.size), dtype=np.int64)
     for c in range(cum.shape[0]):
-        first = np.searchsorted(cum[c], total[c] * fractions, side="left")
+        first = np.searchsorted(cum[c], total[c] * fractions.astype(cum.dtype), side="left")
         out[c] = np.minimum(first + 1, d)
     return out
 
