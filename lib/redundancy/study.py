@@ -328,7 +328,7 @@ def section_timing(study: Study, n_sentences: int = 200, feature_counts=None, to
     opts = dict(study.cfg["tasks"][task] or {})
     opts.pop("finetune", None)
     data = load_task(task, **opts)
-    sents = [list(s) for s in data.splits["train"].sentences]
+    sents = [list(s) for s in data.splits["train"].tokens]
     for m in study.models:
         lm = load_model(m, device=study.cfg.get("device", "cpu"))
         label = model_label(m)

@@ -1,0 +1,141 @@
+"""Execute every notebook with papermill for a run configuration: the book's batch runner.
+
+``python -m redundancy notebooks --config configs/default.yml`` runs ``notebooks/0*.ipynb`` in
+order, with the run's configuration as the ``config`` parameter, and writes the executed
+notebooks to ``book/executed/`` (where the book takes its chapters from) or ``--output``.
+Results are written as CSV/JSON by the notebooks themselves (``<results>/<run>/``).
+
+* A notebook whose inputs have not changed (its source, the configuration file, the
+  parameters and the library's source) is skipped; ``--force`` runs it anyway.
+* A failing notebook is reported with the cell that failed and the error, and the
+  others still run; the command exits with status 1 at the end if any failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from .config import repo_root
+from .utils import write_json_atomic
+
+__all__ = ["notebooks", "run_notebooks"]
+
+
+def notebooks(folder: Path | None = None) -> list[Path]:
+    """The section notebooks, in order (``notebooks/0*.ipynb``)."""
+    folder = Path(folder) if folder else repo_root() / "notebooks"
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no notebooks (NN_name.ipynb) in {folder}")
+    return found
+
+
+def _lib_hash() -> str:
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _stamp(nb: Path, config: Path, params: dict) -> str:
+    h = hashlib.sha256()
+    h.update(nb.read_bytes())
+    h.update(config.read_bytes())
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(_lib_hash().encode())
+    return h.hexdigest()[:20]
+
+
+def _failure(e: Exception) -> str:
+    """Which cell failed and why, from a papermill error."""
+    cell = getattr(e, "exec_count", None)
+    ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
+    return f"cell {cell}: {ename}: {str(evalue).strip().splitlines()[-1] if str(evalue).strip() else ''}"
+
+
+def run_notebooks(config, output=None, only=None, params=None, force: bool = False, log=print,
+                  folder=None, timeout: int | None = None) -> dict:
+    """Execute the notebooks; returns ``{notebook: "ran" | "skipped" | "failed: ..."}``.
+
+    Parameters
+    ----------
+    config : path
+        The run configuration given to every notebook as its ``config`` parameter.
+    output : path, optional
+        Where executed notebooks go (default ``book/executed``).
+    only : list of str, optional
+        Run only notebooks whose name contains one of these (e.g. ``["03", "cka"]``).
+    params : dict, optional
+        Extra parameters for every notebook (a notebook ignores none: papermill adds them
+        after its parameters cell).
+    force : bool
+        Run even when nothing changed.
+    timeout : int, optional
+        Seconds a single cell may run.
+    """
+    import papermill as pm
+
+    config = Path(config).resolve()
+    if not config.exists():
+        raise FileNotFoundError(f"run configuration {config} not found")
+    output = Path(output) if output else repo_root() / "book" / "executed"
+    output.mkdir(parents=True, exist_ok=True)
+    stamps_file = output / ".stamps.json"
+    stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
+    params = {"config": str(config), **(params or {})}
+    status = {}
+    nbs = notebooks(folder)
+    if only:
+        nbs = [nb for nb in nbs if any(o in nb.stem for o in only)]
+        if not nbs:
+            raise ValueError(f"no notebook matches {only}")
+    for nb in nbs:
+        out = output / nb.name
+        stamp = _stamp(nb, config, params)
+        if not force and out.exists() and stamps.get(nb.name) == stamp:
+            status[nb.name] = "skipped"
+            log(f"[notebook] {nb.name}: unchanged, skipped")
+            continue
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False,
+                                kernel_name="python3", execution_timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - report, carry on with the others
+            status[nb.name] = f"failed: {_failure(e)}"
+            stamps.pop(nb.name, None)
+            log(f"[notebook] {nb.name}: FAILED at {_failure(e)} (executed copy with the traceback: {out})")
+        else:
+            status[nb.name] = "ran"
+            stamps[nb.name] = stamp
+            log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s -> {out}")
+        write_json_atomic(stamps_file, stamps)
+    return status
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    import yaml
+
+    ap = argparse.ArgumentParser(prog="python -m redundancy notebooks", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=str(repo_root() / "configs" / "default.yml"))
+    ap.add_argument("--output", help="where executed notebooks go (default book/executed)")
+    ap.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
+    ap.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                    help="a notebook parameter (VALUE is read as YAML: 0.3, [1, 2], true, text)")
+    ap.add_argument("--force", action="store_true", help="run even when nothing changed")
+    ap.add_argument("--timeout", type=int, help="seconds a single cell may run")
+    a = ap.parse_args(argv)
+    params = {k: yaml.safe_load(v) for k, v in a.param}
+    status = run_notebooks(a.config, a.output, a.only, params, a.force, timeout=a.timeout)
+    failed = {k: v for k, v in status.items() if v.startswith("failed")}
+    print(f"[notebooks] {sum(v == 'ran' for v in status.values())} ran, "
+          f"{sum(v == 'skipped' for v in status.values())} skipped, {len(failed)} failed")
+    for k, v in failed.items():
+        print(f"  {k}: {v}", file=sys.stderr)
+    return 1 if failed else 0

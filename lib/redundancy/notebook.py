@@ -1,0 +1,77 @@
+"""Small helpers for the notebooks: glue that also works without myst-nb, the paper's own
+numbers, plot style, and a check that a notebook runs inside the repository.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .config import repo_root
+
+__all__ = ["glue", "Text", "paper_table", "plot_style", "pct", "verdict"]
+
+
+class Text(str):
+    """A string that displays without quotes (for ``{glue:text}`` in the book's prose)."""
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+    def __repr__(self):
+        return str(self)
+
+
+def glue(name: str, value, display: bool = False):
+    """myst-nb's ``glue`` (numbers and figures the book's prose refers to), or just the value
+    when myst-nb is not installed (for example in a bare Colab kernel). Strings are glued as
+    :class:`Text` so that they appear without quotes."""
+    if isinstance(value, str) and not isinstance(value, Text):
+        value = Text(value)
+    elif hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalar -> float/int
+        value = value.item()  # (its repr "np.float64(...)" would not take a format spec)
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # pragma: no cover - myst-nb is a dependency of the book
+        return value
+    _glue(name, value, display=display)
+    return value
+
+
+def paper_table(name: str) -> pd.DataFrame:
+    """One of the paper's tables, as transcribed in ``data/paper/<name>.csv``."""
+    root = repo_root()
+    path = (root / "data" / "paper" / f"{name}.csv") if root else None
+    if path is None or not path.exists():
+        raise FileNotFoundError(f"the paper's table {name!r} is not at {path}: run the notebooks from a "
+                                "clone of the repository (data/paper/ holds the transcribed tables)")
+    return pd.read_csv(path)
+
+
+def plot_style():
+    """The book's figure style (seaborn, readable at page width)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid")
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True})
+
+
+def pct(x, digits: int = 1) -> str:
+    """``0.9567 -> '95.7%'``."""
+    return f"{100 * float(x):.{digits}f}%"
+
+
+def verdict(ok) -> str:
+    """'holds' / 'does not hold' / 'not testable here' for a claim."""
+    return "not testable here" if ok is None else ("holds" if ok else "does not hold")
+
+
+def find_repo(start: str | Path = ".") -> Path | None:
+    """The repository root above ``start`` (the folder with ``pyproject.toml`` and ``lib/``)."""
+    p = Path(start).resolve()
+    for q in (p, *p.parents):
+        if (q / "pyproject.toml").exists() and (q / "lib" / "redundancy").exists():
+            return q
+    return None
