@@ -2,7 +2,8 @@
 # The project's two set-up commands (see README):
 #   bash run.sh          the main job: environment, embedded model and data, pipeline, book
 #   bash run.sh test     the test suite
-# Other verbs: `bash run.sh env` (environment only), `bash run.sh run CONFIG` (one run config).
+# Other verbs: `bash run.sh env` (environment only), `bash run.sh run CONFIG` (one run config),
+#              `bash run.sh notebooks CONFIG [--force]` (execute the notebooks for a run config).
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -36,6 +37,9 @@ case "$cmd" in
     ensure_env
     shift || true
     "$VENV/bin/python" -m pytest tests "$@" ;;
+  notebooks)
+    ensure_env
+    "$VENV/bin/python" -m redundancy notebooks --config "${2:-configs/default.yml}" "${@:3}" ;;
   run)
     ensure_env
     "$VENV/bin/python" -m redundancy run --config "${2:-configs/default.yml}" ;;
@@ -44,10 +48,16 @@ case "$cmd" in
     start=$(date +%s)
     "$VENV/bin/python" -m redundancy fetch
     "$VENV/bin/python" -m redundancy run --config configs/default.yml
+    # every notebook, executed by papermill into book/executed/ (unchanged ones are skipped)
+    # a failing notebook is reported and the others still run; the book is built anyway and
+    # the command exits non-zero at the end
+    nb_status=0
+    "$VENV/bin/python" -m redundancy notebooks --config configs/default.yml || nb_status=$?
     "$VENV/bin/jupyter-book" build . -W -n --keep-going -q > "${TMPDIR:-/tmp}/redundancy-book.log" 2>&1 \
       || { cat "${TMPDIR:-/tmp}/redundancy-book.log"; echo "[main] book build failed" >&2; exit 1; }
     echo "[main] book: $(pwd)/_build/html/index.html"
-    echo "[main] finished in $(( $(date +%s) - start ))s" ;;
+    echo "[main] finished in $(( $(date +%s) - start ))s"
+    [ "$nb_status" -eq 0 ] || { echo "[main] some notebooks failed (see above)" >&2; exit "$nb_status"; } ;;
   *)
     echo "usage: bash run.sh [all|test|env|run CONFIG]" >&2; exit 2 ;;
 esac

@@ -15,17 +15,18 @@ if importlib.util.find_spec("redundancy") is None:
                          "(in Colab: !git clone <repository URL> && %cd <clone>/notebooks)")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(root)], check=True)'''
 
-COMMON_PARAMS = '''config = "../configs/default.yml"  # a run: models x tasks (see configs/); or your own YAML
-models = None   # a subset of the run models, e.g. ["minilm"]; None = all
-tasks = None    # a subset of the run tasks, e.g. ["ptb-pos"]; None = all
+COMMON_PARAMS = '''config = "../configs/default.yml"  # a run of models x tasks, see configs/, or your own YAML file
+models = None   # a subset of the run models as a list; None uses all
+tasks = None    # a subset of the run tasks as a list; None uses all
 seed = 0        # seeds every probe and every random pick
-device = "cpu"  # "cuda" to extract on a GPU'''
+device = "cpu"  # cuda to extract on a GPU'''
 
 SETUP = '''import numpy as np, pandas as pd, matplotlib.pyplot as plt, seaborn as sns
 from IPython.display import display, Markdown
 from redundancy import study as S
 from redundancy.study import Study
 from redundancy.notebook import glue, paper_table, plot_style, pct, verdict
+import transformers; transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
 plot_style()
 study = Study(config, models=models, tasks=tasks, seed=seed, device=device, progress=False)
 study.ensure()  # activations from the cache (extracted on the first run)
@@ -98,9 +99,9 @@ notebook("02_cka", "Layer-level general redundancy: CKA (paper §5.1, Figure 1)"
 Linear CKA between the token representations of every pair of layers. The paper computes it on
 the Penn Treebank development set for BERT and XLNet (Figure 1) and finds adjacent layers most
 similar, lower layers more so.
-""", '''general_task = None  # the task whose activations are compared (None: the first token-level task)
-max_rows = None      # use only the first rows (None: all)
-debiased = False     # the debiased CKA estimator (Kornblith et al. 2019)''', [
+""", '''general_task = None  # the task whose activations are compared; None picks the first token-level task
+max_rows = None      # use only the first rows; None uses all
+debiased = False     # the debiased CKA estimator of Kornblith et al. 2019''', [
     code('''cka = S.section_cka(study, task=general_task, max_rows=max_rows, debiased=debiased)
 models_ = cka.model.unique()
 fig, axes = plt.subplots(1, len(models_), figsize=(4.8 * len(models_), 4), squeeze=False)
@@ -146,7 +147,7 @@ Neurons whose activations are highly correlated (distance `1 − |corr|`, averag
 `c_t`) are clustered, and one random neuron per cluster is kept. A probe on the kept neurons
 shows how much each task loses (Figure 2, Table 6). The makeup of the clusters at `c_t = 0.3`
 tells whether redundant neurons sit in the same or in neighbouring layers (Figure 3).
-""", '''thresholds = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # the c_t sweep (0 = all neurons)
+""", '''thresholds = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # the c_t sweep; 0 keeps all neurons
 makeup_threshold = 0.3''', [
     code('''sweep, makeup = S.section_clustering(study, thresholds=thresholds, makeup_threshold=makeup_threshold)
 avg = sweep.groupby(["model", "threshold"], as_index=False)[["fraction_kept", "test"]].mean()
@@ -268,11 +269,12 @@ pd.DataFrame(rows)''', ["hide-input"]),
 if len(per_class) and study.token_tasks():
     t0 = study.token_tasks()[0]; m0 = study.models[0]
     pc = per_class[(per_class.task == t0) & (per_class.model == m0) & (per_class.split == "test")]
-    counts = pd.Series(study.activations(m0, t0, "test").labels).value_counts()
     names = study.activations(m0, t0, "test").label_names
-    top = [names[i] for i in counts.index[:20]]
-    P = pc[pc["class"].isin(top)].pivot(index="class", columns="probe", values="accuracy")
-    P = P[["oracle"] + [c for c in P.columns if c != "oracle"]]
+    freq = pd.Series(study.activations(m0, t0, "test").labels).map(lambda i: str(names[int(i)])).value_counts()
+    P = pc.assign(**{"class": pc["class"].astype(str), "probe": pc["probe"].astype(str)}).pivot_table(
+        index="class", columns="probe", values="accuracy")
+    top = [c for c in freq.index if c in P.index][:20]
+    P = P[[c for c in ["oracle"] if c in P.columns] + sorted((c for c in P.columns if c != "oracle"), key=int)]
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * P.shape[1], 0.32 * len(P) + 1.5))
     sns.heatmap(P.loc[top], annot=True, fmt=".2f", cmap="mako", vmin=0, vmax=1, ax=ax, cbar_kws={"label": "per-class accuracy"})
     ax.set_title(f"{m0} / {t0}: the 20 most frequent classes, oracle and each layer"); ax.set_xlabel("probe (layer)")
@@ -284,7 +286,7 @@ notebook("05_minimal_sets", "Task-specific neuron-level redundancy: minimal neur
 The oracle probe's weights rank every neuron (LCA). Probes retrained on the top *k* neurons, for
 *k* on the reference code's grid of percentages of all neurons, find the smallest set that keeps
 97% of the oracle's dev score (the paper's text; its code's pipeline uses 99%).
-""", '''delta = 0.03  # allowed relative drop from the oracle's dev score (0.03 = the paper's 97%)''', [
+""", '''delta = 0.03  # allowed relative drop from the oracle dev score (0.03 is the 97 percent of the paper text)''', [
     code(ANALOGUE, ["hide-input"]),
     code('''ms = S.section_minimal_sets(study, delta=delta)
 ms["share_of_neurons"] = ms.neurons / ms.n_neurons
@@ -379,7 +381,7 @@ model truncated, not its outputs sliced), the probe's training and inference tim
 number of features, and how extraction, clustering and ranking scale. Times are from this
 machine in this run; compare them as ratios.
 """, '''n_sentences = 200  # sentences timed in the forward pass
-repeats = 3         # every timing is repeated (the paper: 3 runs)''', [
+repeats = 3         # every timing is repeated, 3 runs in the paper''', [
     code('''tm = S.section_timing(study, n_sentences=n_sentences, repeats=repeats)
 fw = tm["forward"]
 fig, ax = plt.subplots(figsize=(7, 3.6))

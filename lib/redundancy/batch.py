@@ -71,8 +71,8 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
     only : list of str, optional
         Run only notebooks whose name contains one of these (e.g. ``["03", "cka"]``).
     params : dict, optional
-        Extra parameters for every notebook (a notebook ignores none: papermill adds them
-        after its parameters cell).
+        Parameters, each given to the notebooks that declare it in their parameters cell
+        (a name no notebook declares is an error).
     force : bool
         Run even when nothing changed.
     timeout : int, optional
@@ -94,16 +94,21 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
         nbs = [nb for nb in nbs if any(o in nb.stem for o in only)]
         if not nbs:
             raise ValueError(f"no notebook matches {only}")
+    declared = {nb.name: set(pm.inspect_notebook(str(nb))) for nb in nbs}
+    unused = set(params) - set().union(*declared.values())
+    if unused:
+        raise ValueError(f"no notebook has the parameter(s) {sorted(unused)}; see the parameters cell of each")
     for nb in nbs:
         out = output / nb.name
-        stamp = _stamp(nb, config, params)
+        nb_params = {k: v for k, v in params.items() if k in declared[nb.name]}
+        stamp = _stamp(nb, config, nb_params)
         if not force and out.exists() and stamps.get(nb.name) == stamp:
             status[nb.name] = "skipped"
             log(f"[notebook] {nb.name}: unchanged, skipped")
             continue
         t0 = time.time()
         try:
-            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False,
+            pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent), progress_bar=False,
                                 kernel_name="python3", execution_timeout=timeout)
         except Exception as e:  # noqa: BLE001 - report, carry on with the others
             status[nb.name] = f"failed: {_failure(e)}"
@@ -132,7 +137,11 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, help="seconds a single cell may run")
     a = ap.parse_args(argv)
     params = {k: yaml.safe_load(v) for k, v in a.param}
-    status = run_notebooks(a.config, a.output, a.only, params, a.force, timeout=a.timeout)
+    try:
+        status = run_notebooks(a.config, a.output, a.only, params, a.force, timeout=a.timeout)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     failed = {k: v for k, v in status.items() if v.startswith("failed")}
     print(f"[notebooks] {sum(v == 'ran' for v in status.values())} ran, "
           f"{sum(v == 'skipped' for v in status.values())} skipped, {len(failed)} failed")

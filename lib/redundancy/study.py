@@ -343,7 +343,9 @@ def section_timing(study: Study, n_sentences: int = 200, feature_counts=None, to
         out["classifier"].append(classifier_time(X, tr.labels, fc, repeats=repeats,
                                                  random_state=study.seed).assign(model=label))
         n_words = sum(len(s) for s in sents)
-        tc = token_counts or [c for c in (1000, 2000, 5000, 10000, 20000) if c <= min(n_words, tr.n_rows)]
+        top = min(n_words, tr.n_rows)
+        tc = token_counts or ([c for c in (1000, 2000, 5000, 10000, 20000) if c <= top]
+                              or sorted({max(2, top // 4), max(2, top // 2), top}))
         out["extraction"].append(extraction_time(lm, sents, tc, repeats=repeats).assign(model=label))
         out["clustering"].append(clustering_time(tr.flat(), tc, repeats=repeats).assign(model=label))
         out["ranking"].append(ranking_time(ev.oracle().coef, fc, repeats=repeats).assign(model=label))

@@ -1,0 +1,115 @@
+"""Every notebook under papermill on a tiny model and tiny data, then a small book from the outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from redundancy.batch import notebooks, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ["the/DT", "cat/NN", "sat/VBD", "a/DT", "dog/NN", "ran/VBD", "fast/RB", "red/JJ", "book/NN", "was/VBD"]
+
+
+def _tiny_run(tmp: Path, tiny_bert: str) -> Path:
+    rng = __import__("random").Random(0)
+    pos = tmp / "pos"
+    pos.mkdir()
+    for split, n in (("train", 60), ("dev", 20), ("test", 20)):
+        lines = []
+        for _ in range(n):
+            ws = [rng.choice(WORDS) for _ in range(rng.randint(3, 7))]
+            lines.append("\n".join(w.replace("/", " ") for w in ws) + "\n")
+        (pos / f"{split}.txt").write_text("\n".join(lines))
+    glue = tmp / "SST-2"
+    glue.mkdir()
+    rows = [("the cat sat", 1), ("the dog ran fast", 0), ("a big red book", 1), ("it was slow", 0),
+            ("a fine cat", 1), ("the slow dog", 0)] * 8
+    (glue / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in rows))
+    (glue / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in rows[:12]))
+    cfg = {"name": "tiny-book", "models": [tiny_bert], "results_dir": str(tmp / "results"),
+           "finetune": {"epochs": 1, "batch_size": 8, "seed": 1},
+           "tasks": {"pos": {"train": str(pos / "train.txt"), "dev": str(pos / "dev.txt"),
+                             "test": str(pos / "test.txt")},
+                     "sst-2": {"path": str(glue)}}}
+    path = tmp / "tiny.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _text_outputs(nb: dict) -> str:
+    out = []
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            out.append("".join(o.get("text", "")) + "".join(o.get("traceback", [])))
+            out.append(json.dumps(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+def test_notebooks_run_and_book_builds(tmp_path, tiny_bert, monkeypatch):
+    config = _tiny_run(tmp_path, tiny_bert)
+    executed = tmp_path / "book" / "executed"
+    params = {"n_sentences": 6, "repeats": 1, "thresholds": [0.0, 0.3, 0.7]}
+    logs = []
+    status = run_notebooks(config, executed, params=params, log=logs.append, timeout=600)
+    assert status == {nb.name: "ran" for nb in notebooks()}, "\n".join(logs)
+    for nb in executed.glob("*.ipynb"):
+        text = _text_outputs(json.loads(nb.read_text()))
+        assert "Traceback" not in text and "Error" not in text.replace("UserWarning", ""), nb.name
+    # results are written as data, keyed by the run
+    res = tmp_path / "results" / "tiny-book"
+    for f in ("cka/cka.csv", "clustering/sweep.csv", "layers/layers.csv", "minimal_sets/minimal_sets.csv",
+              "ls_ccfs/ls_ccfs.csv", "timing/forward.csv", "claims/cka.json"):
+        assert (res / f).exists(), f
+    # unchanged inputs: everything is skipped
+    again = run_notebooks(config, executed, params=params, log=lambda *a: None)
+    assert set(again.values()) == {"skipped"}
+
+    # a small book from these outputs, built strictly
+    book = tmp_path / "book"
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    shutil.copy(ROOT / "book" / "references.bib", book / "references.bib")
+    (book / "intro.md").write_text("# Tiny book\n\nThe notebooks on a tiny model.\n")
+    toc = {"format": "jb-book", "root": "book/intro",
+           "chapters": [{"file": f"book/executed/{nb.stem}"} for nb in notebooks()]}
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc))
+    r = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(tmp_path), "-W", "-n",
+                        "--keep-going", "-q"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    html = tmp_path / "_build" / "html" / "book" / "executed"
+    for nb in notebooks():
+        page = (html / f"{nb.stem}.html").read_text()
+        assert "Traceback" not in page, nb.stem
+        if nb.stem not in ("01_data", "08_reproduction"):
+            assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", page), f"{nb.stem} has no figure"
+    # glued numbers reached the prose
+    assert "Failed to format" not in r.stderr
+    cka_page = (html / "02_cka.html").read_text()
+    assert re.search(r"mean CKA of\s*<span[^>]*>\s*<span[^>]*>0\.\d{3}", cka_page) or "mean CKA of" in cka_page
+
+
+def test_failing_notebook_is_reported_and_others_run(tmp_path, tiny_bert):
+    config = _tiny_run(tmp_path, tiny_bert)
+    logs = []
+    status = run_notebooks(config, tmp_path / "out", only=["01", "02"], params={"general_task": "no-such-task"},
+                           log=logs.append)
+    assert status["01_data.ipynb"] == "ran"
+    assert status["02_cka.ipynb"].startswith("failed: cell") and "no-such-task" in status["02_cka.ipynb"]
+    assert any("FAILED" in line for line in logs)
+
+
+def test_cli_exit_status_and_bad_config(tmp_path):
+    from redundancy.__main__ import main
+
+    with pytest.raises(FileNotFoundError, match="not found"):
+        run_notebooks(tmp_path / "missing.yml", tmp_path / "out")
+    assert main(["notebooks", "--config", str(tmp_path / "missing.yml"), "--output", str(tmp_path / "o")]) == 2
+    with pytest.raises(ValueError, match="no notebook matches"):
+        run_notebooks(ROOT / "configs" / "default.yml", tmp_path / "out", only=["zz-none"])
