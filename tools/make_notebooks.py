@@ -28,8 +28,12 @@ from redundancy.study import Study
 from redundancy.notebook import glue, paper_table, plot_style, pct, verdict
 import transformers; transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
 plot_style()
+pd.set_option("display.precision", 3)
 study = Study(config, models=models, tasks=tasks, seed=seed, device=device, progress=False)
-study.ensure()  # activations from the cache (extracted on the first run)
+import warnings
+with warnings.catch_warnings():  # data notes (e.g. test labels unseen in train) are in the data chapter
+    warnings.simplefilter("ignore", UserWarning)
+    study.ensure()  # activations from the cache (extracted on the first run)
 print(f"run {study.name!r}: models {study.models}, tasks {study.tasks}")'''
 
 ANALOGUE = '''# The paper's task closest to each of ours (None: no analogue). Penn Treebank POS is the paper's own
@@ -208,7 +212,9 @@ n = sum(len(s) for s in sents)
 A = tr.neurons(members)[:n].T
 fig, ax = plt.subplots(figsize=(min(14, 0.45 * n + 2), 0.35 * len(members) + 1.5))
 sns.heatmap(A, cmap="RdBu", center=0, ax=ax, xticklabels=[w for s in sents for w in s],
-            yticklabels=[f"L{i // tr.hidden_size}:{i % tr.hidden_size}" for i in members])
+            yticklabels=[f"L{i // tr.hidden_size}:{i % tr.hidden_size}" for i in members],
+            cbar_kws={"label": "activation"})
+ax.tick_params(axis="both", labelsize=10); ax.tick_params(axis="y", rotation=0)
 ax.set_title(f"{m0}: {len(members)} neurons of its largest cluster (c_t = {makeup_threshold}, {sizes[big]} members)")
 plt.show()''', ["hide-input"]),
     md('''Interactive (JupyterLab or Colab; the book shows the static figure above): move `c_t`
@@ -254,7 +260,11 @@ display(pd.concat([T, orc.to_frame().T.rename(index={"test": "oracle"})]).style.
 classification task {glue:text}`lay_sent:.1f`. The paper (Table 7, BERT and XLNet, 13 layers)
 finds up to 11 redundant layers for its labeling tasks and few for GLUE tasks; its claim that
 layers are more redundant for core language tasks than for sequence-level tasks
-**{glue:text}`lay_claim`** here (not testable when the run has only one kind of task).'''),
+**{glue:text}`lay_claim`** here (not testable when the run has only one kind of task).
+
+For sentence tasks, layer 0's classification vector is the same for every sentence (the
+embedding of the `[CLS]` token at position 0, before any attention), so its probe can only
+predict the majority class, or a constant whose Pearson correlation is undefined (`nan`).'''),
     code('''p7 = paper_table("table7_layers")
 rows = []
 for (m, t), o in orc.items():
@@ -278,6 +288,7 @@ if len(per_class) and study.token_tasks():
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * P.shape[1], 0.32 * len(P) + 1.5))
     sns.heatmap(P.loc[top], annot=True, fmt=".2f", cmap="mako", vmin=0, vmax=1, ax=ax, cbar_kws={"label": "per-class accuracy"})
     ax.set_title(f"{m0} / {t0}: the 20 most frequent classes, oracle and each layer"); ax.set_xlabel("probe (layer)")
+    ax.tick_params(axis="y", rotation=0)
     plt.show()''', ["hide-input"]),
 ])
 
@@ -391,8 +402,9 @@ ax.set(xlabel="transformer layers run (0 = embeddings only)", ylabel="ms per sen
 ls_path = study.results / "ls_ccfs" / "ls_ccfs.csv"
 if ls_path.exists():
     lc = pd.read_csv(ls_path)
-    for r in lc.itertuples():
-        ax.axvline(r.ls_top_layer, ls=":", c="gray"); ax.text(r.ls_top_layer, ax.get_ylim()[1] * .95, r.task, rotation=90, fontsize=7, va="top")
+    for l, g in lc.groupby("ls_top_layer"):
+        ax.axvline(l, ls=":", c="gray")
+        ax.text(l, ax.get_ylim()[1] * .97, "LS: " + ", ".join(g.task), rotation=90, fontsize=8, va="top", ha="right")
     full = fw.groupby("model").apply(lambda g: g.loc[g.layers.idxmax(), "seconds"])
     sp = [float(full[r.model] / fw[(fw.model == r.model) & (fw.layers == r.ls_top_layer)].seconds.iloc[0]) for r in lc.itertuples()]
     lc["speedup"] = sp
@@ -414,7 +426,7 @@ for ax, t in zip(axes, ("training (10 epochs)", "inference")):
     ax.set(xscale="log", xlabel="features (neurons, by LCA rank)", ylabel="seconds", title=f"Probe {t}")
 axes[0].legend(); plt.show()
 r = ct.groupby("model").apply(lambda g: g.train_seconds.iloc[-1] / g.train_seconds.iloc[0])
-glue("eff_train_ratio", float(r.iloc[0]))''', ["hide-input"]),
+_ = glue("eff_train_ratio", float(r.iloc[0]))''', ["hide-input"]),
     md('''Training the probe on all neurons takes {glue:text}`eff_train_ratio:.1f` times as long as
 on the smallest feature set (Figure 5's analogue; the paper reports 50 s down to 10 s for BERT
 on 100,000 tokens).'''),

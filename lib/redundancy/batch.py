@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -101,6 +102,10 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
     for nb in nbs:
         out = output / nb.name
         nb_params = {k: v for k, v in params.items() if k in declared[nb.name]}
+        try:  # the configuration relative to the notebook, as a reader would write it
+            nb_params["config"] = os.path.relpath(config, nb.parent)
+        except ValueError:  # another drive (Windows)
+            pass
         stamp = _stamp(nb, config, nb_params)
         if not force and out.exists() and stamps.get(nb.name) == stamp:
             status[nb.name] = "skipped"

@@ -14,7 +14,7 @@ with linear kernels ``K = X X^T`` and ``L = Y Y^T`` and the centring matrix
 
 so that for column-centred X and Y, linear CKA is
 ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``. The *debiased* variant replaces HSIC by
-the unbiased estimator HSIC_1 of Song et al. (2012),
+the unbiased estimator HSIC_1 of Song et al. (2012)::
 
     HSIC_1(K, L) = 1/(n(n-3)) [ tr(K~ L~) + (1^T K~ 1)(1^T L~ 1) / ((n-1)(n-2))
                                 - 2/(n-2) 1^T K~ L~ 1 ],
