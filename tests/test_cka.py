@@ -143,14 +143,19 @@ def test_not_invariant_to_general_invertible_maps(debiased):
 @pytest.mark.parametrize("debiased", [False, True])
 def test_matrix_equals_pairwise_cka(debiased):
     data = layered()
-    M = linear_cka_matrix(data, debiased=debiased, chunk=37)
+    M = linear_cka_matrix(data, debiased=debiased, chunk=37, dtype=np.float64)
     ref = pairwise([data[:, l] for l in range(data.shape[1])], debiased)
     assert M.shape == (5, 5)
     assert np.allclose(M, ref, atol=1e-10, rtol=0)
     assert np.array_equal(M, M.T)
     assert np.allclose(np.diag(M), 1.0, atol=1e-12)
     assert np.ptp(M[np.triu_indices(5, 1)]) > 0.05  # the layers really differ
-    assert np.allclose(linear_cka_matrix(data, debiased=debiased, chunk=10**6), M, atol=1e-12, rtol=0)
+    assert np.allclose(linear_cka_matrix(data, debiased=debiased, chunk=10**6, dtype=np.float64), M,
+                       atol=1e-12, rtol=0)
+    # the default float32 products of nearly centred chunks
+    M32 = linear_cka_matrix(data, debiased=debiased, chunk=37)
+    assert np.allclose(M32, ref, atol=1e-6, rtol=0)
+    assert np.array_equal(M32, M32.T)
 
 
 def test_matrix_float32_products_and_progress():
@@ -167,15 +172,19 @@ def test_matrix_is_accurate_with_large_means(debiased):
     data = layered(n=400, seed=2, offset=1e5)
     data[:, :, 0] += 1e6
     ref = pairwise([data[:, l] for l in range(data.shape[1])], debiased)
-    assert np.allclose(linear_cka_matrix(data, debiased=debiased, chunk=50), ref, atol=1e-9, rtol=0)
+    assert np.allclose(linear_cka_matrix(data, debiased=debiased, chunk=50, dtype=np.float64), ref,
+                       atol=1e-9, rtol=0)
+    # float32 products: the shift (first chunk's means) leaves what float32 can hold
+    assert np.allclose(linear_cka_matrix(data, debiased=debiased, chunk=50), ref, atol=1e-6, rtol=0)
 
 
 def test_matrix_of_layers_with_different_widths():
     X, Y = related_pair(90, 4, 11, seed=4)
     W, _ = related_pair(90, 2, 1, seed=5)
     for debiased in (False, True):
-        M = linear_cka_matrix([X, Y, W], debiased=debiased, chunk=16)
+        M = linear_cka_matrix([X, Y, W], debiased=debiased, chunk=16, dtype=np.float64)
         assert np.allclose(M, pairwise([X, Y, W], debiased), atol=1e-10, rtol=0)
+        assert np.allclose(linear_cka_matrix([X, Y, W], debiased=debiased, chunk=16), M, atol=1e-6, rtol=0)
 
 
 def test_matrix_of_an_activation_store_entry(tmp_path):
@@ -190,10 +199,11 @@ def test_matrix_of_an_activation_store_entry(tmp_path):
     acts = ActivationStore(root=tmp_path).get_or_create(config, lambda: data.shape, fill)
     assert acts.array.shape == data.shape
     for debiased in (False, True):
-        M = linear_cka_matrix(acts, debiased=debiased, chunk=33)
+        M = linear_cka_matrix(acts, debiased=debiased, chunk=33, dtype=np.float64)
         ref = pairwise([acts.layer(l) for l in range(acts.n_layers)], debiased)
         assert np.allclose(M, ref, atol=1e-10, rtol=0)
-        assert np.allclose(M, linear_cka_matrix(data, debiased=debiased), atol=1e-12, rtol=0)
+        assert np.allclose(M, linear_cka_matrix(data, debiased=debiased, dtype=np.float64), atol=1e-12, rtol=0)
+        assert np.allclose(linear_cka_matrix(acts, debiased=debiased, chunk=33), ref, atol=1e-6, rtol=0)
 
 
 def test_matrix_constant_layer_is_nan_with_warning():
@@ -203,7 +213,13 @@ def test_matrix_constant_layer_is_nan_with_warning():
         M = linear_cka_matrix(data, chunk=7)
     assert np.isnan(M[1]).all() and np.isnan(M[:, 1]).all()
     assert np.isfinite(M[[0, 2]][:, [0, 2]]).all()
-    assert M[0, 2] == pytest.approx(feature_space_linear_cka(data[:, 0], data[:, 2]), abs=1e-10)
+    assert M[0, 2] == pytest.approx(feature_space_linear_cka(data[:, 0], data[:, 2]), abs=1e-6)
+    # a constant float64 layer that float32 cannot hold exactly is still exactly constant
+    data[:, 1, :] = 0.1
+    for dtype in (np.float32, np.float64):
+        with pytest.warns(ConstantInputWarning, match=r"layer\(s\) 1"):
+            M = linear_cka_matrix(data, chunk=7, dtype=dtype)
+        assert np.isnan(M[1]).all() and np.isfinite(M[0, 2])
 
 
 # --------------------------------------------------------------------------------------------

@@ -157,6 +157,58 @@ def test_correlation_distance_is_condensed_one_minus_abs():
     assert d.min() >= 0 and d.max() <= 1
 
 
+def reference_distance(X):
+    """Condensed 1 - |corr| of np.corrcoef in float64, NaN -> 0 (the reference code)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(np.asarray(X, dtype=np.float64), rowvar=False)
+    corr = np.nan_to_num(corr, nan=0.0)
+    d = 1 - np.abs(corr)
+    np.fill_diagonal(d, 0)
+    return squareform(np.clip(d, 0, None), checks=False)
+
+
+@pytest.mark.parametrize("dtype, atol", [(np.float32, 2e-6), (np.float64, 1e-12)])
+@pytest.mark.parametrize("chunk, flush", [(13, 30), (64, None), (None, None)])
+def test_linkage_distances_come_straight_from_the_moments(dtype, atol, chunk, flush, monkeypatch):
+    # correlation_linkage sums the products into the condensed triangle and turns it into
+    # distances in place (no N x N correlation matrix); it must equal the reference's
+    # 1 - |np.corrcoef|, dead neurons included, with float64 flushes of the float32 sums
+    from redundancy import moments
+
+    if flush is not None:
+        monkeypatch.setattr(moments, "FLUSH_ROWS", flush)
+    X = correlated_data(rows=211, neurons=23, seed=12)
+    X[:, 5] = 7.0
+    X[:, 17] = 0.0
+    Z, dead, d = correlation_linkage(X, chunk=chunk, dtype=dtype, return_distances=True)
+    ref = reference_distance(X)
+    assert d.dtype == np.float64 and d.shape == ref.shape
+    np.testing.assert_allclose(d, ref, atol=atol, rtol=0)
+    np.testing.assert_array_equal(dead, [5, 17])
+    assert d.min() >= 0 and d.max() <= 1
+    np.testing.assert_array_equal(squareform(d)[5, np.arange(23) != 5], 1.0)
+    np.testing.assert_allclose(Z, linkage(ref, method="average"), atol=10 * atol)
+    # the square correlation matrix (another code path) agrees with the distances
+    corr, _ = neuron_correlation(X, chunk=chunk, dtype=dtype)
+    np.testing.assert_allclose(correlation_distance(corr), d, atol=atol)
+
+
+def test_float32_products_of_float64_data_with_large_means():
+    X = correlated_data(rows=500, neurons=15, seed=13, dtype=np.float64) + 1e6
+    corr, _ = neuron_correlation(X, chunk=64)
+    ref = np.corrcoef(X, rowvar=False)
+    np.testing.assert_allclose(corr, ref, atol=2e-6, rtol=0)
+    _, _, d = correlation_linkage(X, chunk=64, return_distances=True)
+    np.testing.assert_allclose(d, reference_distance(X), atol=2e-6, rtol=0)
+
+
+def test_product_precision_must_be_float32_or_float64():
+    X = correlated_data(rows=30, neurons=4)
+    for f in (neuron_correlation, correlation_linkage):
+        with pytest.raises(ValueError, match="float32 or float64"):
+            f(X, dtype=np.float16)
+
+
 # --------------------------------------------------------------------------------------
 # clusters against scipy
 
@@ -175,6 +227,24 @@ def test_labels_match_scipy_reference(seed):
         np.testing.assert_array_equal(correlation_clusters(threshold=t, linkage=Z), ours)
     # at the extremes: c_t = 1 is one cluster
     assert np.unique(correlation_clusters(X, threshold=1.0)).size == 1
+
+
+def test_grouped_neurons_match_reference_at_paper_threshold():
+    # many neurons in correlated groups (signed loadings: anti-correlated neurons cluster
+    # through |corr|), a shared weak signal, offsets: the benchmark's data, small
+    rng = np.random.default_rng(21)
+    rows, n, groups = 3000, 240, 60
+    group = rng.integers(0, groups, n)
+    load = rng.uniform(0.3, 1.0, n) * rng.choice([-1.0, 1.0], n)
+    X = (rng.standard_normal((rows, groups))[:, group] * load + rng.standard_normal((rows, n)) * rng.uniform(0.1, 1, n)
+         + rng.standard_normal((rows, 4)) @ (0.25 * rng.standard_normal((4, n))) + rng.normal(0, 5, n))
+    X = X.astype(np.float32)
+    ref = reference_labels(X, 0.3)
+    cc = CorrelationClustering(threshold=0.3, chunk=700).fit(X)
+    assert adjusted_rand_score(ref, cc.labels_) == 1.0
+    assert cc.n_clusters_ == ref.max()
+    sizes = np.bincount(cc.labels_)
+    assert 1 < sizes.max() and (sizes == 1).any()  # non-trivial: singletons and groups
 
 
 def test_estimator_sweep_matches_refits():

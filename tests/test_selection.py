@@ -201,3 +201,73 @@ def test_bad_parameters_give_clear_errors(k_signal):
 
 def test_layer_neurons_are_flat_indices():
     assert layer_neurons([0, 2], 3).tolist() == [0, 1, 2, 6, 7, 8]
+
+
+# ---------------------------------------------------------------------------------------------
+# training together gives what training one by one gives
+
+def _one_by_one(ev):
+    """The same evaluator with a probe fit_probes does not batch: every set fitted alone."""
+    from sklearn.base import BaseEstimator, ClassifierMixin, clone as _clone
+
+    class Alone(ClassifierMixin, BaseEstimator):
+        def __init__(self, inner=None):
+            self.inner = inner
+
+        def fit(self, X, y):
+            self.probe_ = _clone(self.inner).fit(X, y)
+            self.coef_, self.intercept_, self.classes_ = (self.probe_.coef_, self.probe_.intercept_,
+                                                          self.probe_.classes_)
+            return self
+
+        def predict(self, X):
+            return self.probe_.predict(X)
+
+    return ProbeEvaluator((ev.train.X, ev.train.y), (ev.dev.X, ev.dev.y), (ev.test.X, ev.test.y),
+                          probe=Alone(ev.probe), n_layers=ev.n_layers)
+
+
+def test_evaluate_many_equals_evaluate_and_uses_the_cache(tmp_path):
+    tr, dv, te = layered(signal_from=3)
+    ev = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path, data_key="layered")
+    sets = [None, layer_neurons([2], 8), layer_neurons([0, 1, 2, 3], 8), np.array([47, 3, 30]), None]
+    many = ev.evaluate_many(sets)
+    assert ev.n_fits == 4  # the repeated oracle is trained once
+    assert many[0] is many[4]
+    alone = _one_by_one(ev)
+    for s, r in zip(sets, many):
+        a = alone.evaluate(s)
+        assert r.dev == pytest.approx(a.dev, abs=1e-3) and r.test == pytest.approx(a.test, abs=1e-3)
+        np.testing.assert_allclose(r.coef, a.coef, atol=1e-5)
+    again = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path, data_key="layered")
+    assert [r.dev for r in again.evaluate_many(sets)] == [r.dev for r in many] and again.n_fits == 0
+
+
+def test_batched_searches_choose_what_one_by_one_searches_choose(k_signal):
+    (tr, dv, te), _ = k_signal
+    ev = ProbeEvaluator(tr, dv, te, probe=FAST)
+    batched = minimal_neuron_set(ev, delta=0.03, batch=16)
+    single = minimal_neuron_set(_one_by_one(ev), delta=0.03)
+    assert batched.k == single.k and np.array_equal(batched.neurons, single.neurons)
+    pd_cols = ["percentage", "k", "passed"]
+    assert batched.trials[pd_cols].equals(single.trials[pd_cols])
+    np.testing.assert_allclose(batched.trials.dev, single.trials.dev, atol=2e-3)
+
+    lt = layered(signal_from=3)
+    lev = ProbeEvaluator(*lt, probe=FAST)
+    for b in (1, 2, 4):
+        sel = layer_selector(lev, delta=0.01, batch=b)
+        assert sel.top_layer == 3 and len(sel.curve) == 4
+    ref = layer_selector(_one_by_one(lev), delta=0.01)
+    assert ref.top_layer == 3 and sel.dev == pytest.approx(ref.dev, abs=2e-3)
+
+
+def test_layer_analysis_with_prefixes_fills_the_cache_for_layer_selector(tmp_path):
+    tr, dv, te = layered(signal_from=3)
+    ev = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path, data_key="layered")
+    layer_analysis(ev, prefixes=True)
+    fits = ev.n_fits
+    assert fits == 1 + 6 + 4  # oracle, six layers, prefixes 0..1 .. 0..4 (0..0 is layer 0)
+    layer_selector(ev, full_curve=True)
+    incremental_layer_analysis(ev)
+    assert ev.n_fits == fits

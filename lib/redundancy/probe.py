@@ -34,6 +34,7 @@ classification; Pearson and Spearman correlation for regression.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -43,7 +44,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_regr
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-__all__ = ["LinearProbe", "LinearProbeRegressor", "elastic_net_penalty", "scores", "evaluate"]
+__all__ = ["LinearProbe", "LinearProbeRegressor", "elastic_net_penalty", "train_probes", "fit_probes", "scores",
+           "evaluate"]
 
 #: dtypes a probe can train in
 TRAIN_DTYPES = {"float32": (torch.float32, np.float32), "float64": (torch.float64, np.float64)}
@@ -151,75 +153,25 @@ class _LinearProbeBase(BaseEstimator):
                              f"{self.n_features_in_} features as input")
         return X
 
-    def _generator(self) -> torch.Generator:
-        g = torch.Generator(device="cpu")
-        rs = self.random_state
-        if rs is None:
-            g.seed()  # fresh, non-reproducible (scikit-learn's meaning of None)
-        elif isinstance(rs, Integral):
-            g.manual_seed(int(rs))
-        else:  # a NumPy RandomState / Generator: draw a seed from it
-            g.manual_seed(int(rs.integers(2**63 - 1) if isinstance(rs, np.random.Generator)
-                              else rs.randint(2**31 - 1)))
-        return g
-
     # training ----------------------------------------------------------------------------
-    def _train(self, X: np.ndarray, target: np.ndarray, n_outputs: int, loss_fn):
-        """Adam on ``loss_fn(X_b W^T + b, t_b) + penalty(W)``, mini-batch by mini-batch.
+    def _train(self, X: np.ndarray, target: np.ndarray, n_outputs: int, regression: bool):
+        """Adam on ``loss(X_b W^T + b, t_b) + penalty(W)``, mini-batch by mini-batch.
 
         Returns ``(W, b)`` as NumPy arrays and sets ``loss_curve_`` and ``n_iter_``.
         """
         self._check_params()
-        torch_dtype, np_dtype = TRAIN_DTYPES[self.dtype]
-        device = torch.device(self.device)
-        n, d = X.shape
-        g = self._generator()
-        # nn.Linear's default initialisation, U(-1/sqrt(d), 1/sqrt(d)), drawn on the CPU from
-        # the seeded generator so that it does not depend on the device
-        bound = 1.0 / np.sqrt(d)
-        weight = ((torch.rand(n_outputs, d, generator=g, dtype=torch_dtype) * 2 - 1) * bound).to(device)
-        bias = ((torch.rand(n_outputs, generator=g, dtype=torch_dtype) * 2 - 1) * bound).to(device)
-        weight.requires_grad_(True)
-        bias.requires_grad_(True)
-        optimiser = torch.optim.Adam([weight, bias], lr=self.learning_rate)
-
-        bs = int(self.batch_size)
-        n_batches = -(-n // bs)
-        # an in-memory array of the training dtype is shared with torch (no copy) and batches
-        # are gathered by torch; a memmap or another dtype is read and converted batch by batch
-        shared = (type(X) is np.ndarray and X.dtype == np_dtype and X.flags.c_contiguous)
-        Xt = torch.from_numpy(X) if shared else None
-        self.loss_curve_ = []
-        for epoch in range(int(self.epochs)):
-            order = torch.randperm(n, generator=g).numpy() if self.shuffle else None
-            total = torch.zeros((), dtype=torch_dtype, device=device)
-            for start in range(0, n, bs):
-                if order is None:
-                    rows = slice(start, min(start + bs, n))
-                else:
-                    # sorted: a memmap is read front to back; a batch's loss is a mean over its rows
-                    rows = np.sort(order[start:start + bs])
-                if Xt is not None:
-                    xb = (Xt[rows] if order is None else Xt[torch.from_numpy(rows)]).to(device)
-                else:
-                    xb = torch.from_numpy(_read_rows(X, rows, np_dtype)).to(device)
-                if epoch == 0 and not bool(torch.isfinite(xb).all()):
-                    raise ValueError(f"{type(self).__name__}.fit: X contains NaN or infinity "
-                                     f"(in the batch starting at row {start})")
-                tb = torch.from_numpy(np.ascontiguousarray(target[rows])).to(device)
-                loss = loss_fn(F.linear(xb, weight, bias), tb) + elastic_net_penalty(
-                    weight, self.l1, self.l2, self.l2_squared)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                total += loss.detach()
-            self.loss_curve_.append(float(total) / n_batches)
-            if self.verbose:
-                print(f"[{type(self).__name__}] epoch {epoch + 1}/{self.epochs}: "
-                      f"mean loss {self.loss_curve_[-1]:.6f}", flush=True)
+        (w, b, curve), = train_probes(X, target, n_outputs, [np.arange(X.shape[1])], regression=regression,
+                                      name=f"{type(self).__name__}.fit", **self._engine_params())
+        self.loss_curve_ = curve
         self.n_iter_ = int(self.epochs)
-        self.n_features_in_ = d
-        return weight.detach().cpu().numpy(), bias.detach().cpu().numpy()
+        self.n_features_in_ = X.shape[1]
+        return w, b
+
+    def _engine_params(self) -> dict:
+        """The hyper-parameters as :func:`train_probes` takes them."""
+        return dict(epochs=int(self.epochs), learning_rate=self.learning_rate, batch_size=int(self.batch_size),
+                    l1=self.l1, l2=self.l2, l2_squared=self.l2_squared, shuffle=self.shuffle,
+                    random_state=self.random_state, device=self.device, dtype=self.dtype, verbose=self.verbose)
 
     def _outputs(self, X) -> np.ndarray:
         """``X W^T + b`` for every row, computed chunk by chunk (n_samples x n_outputs)."""
@@ -328,7 +280,7 @@ class LinearProbe(ClassifierMixin, _LinearProbeBase):
             raise ValueError(f"LinearProbe needs at least two classes in y, but every one of its {len(y)} "
                              f"labels is {classes[0]!r}: a probe cannot learn a one-class task")
         self.classes_ = classes
-        self.coef_, self.intercept_ = self._train(X, encoded.astype(np.int64), len(classes), F.cross_entropy)
+        self.coef_, self.intercept_ = self._train(X, encoded.astype(np.int64), len(classes), regression=False)
         return self
 
     def _logits(self, X) -> np.ndarray:
@@ -419,7 +371,7 @@ class LinearProbeRegressor(RegressorMixin, _LinearProbeBase):
             raise ValueError(f"LinearProbeRegressor.fit expects numeric targets, got dtype {y.dtype}") from None
         if not np.isfinite(y).all():
             raise ValueError("LinearProbeRegressor.fit: y contains NaN or infinity")
-        coef, intercept = self._train(X, y, 1, lambda out, t: F.mse_loss(out.squeeze(-1), t))
+        coef, intercept = self._train(X, y, 1, regression=True)
         self.coef_, self.intercept_ = coef[0], float(intercept[0])
         return self
 
@@ -438,6 +390,358 @@ class LinearProbeRegressor(RegressorMixin, _LinearProbeBase):
         if sample_weight is not None:
             raise NotImplementedError("LinearProbeRegressor.score does not take sample weights")
         return scores(y, self.predict(X), regression=True)["pearson"]
+
+
+# ------------------------------------------------------------------------------------------
+# the training engine: many probes at once, each exactly as if trained alone
+
+#: columns below which neighbouring blocks of a bank are merged (masked) into one matmul
+MIN_BLOCK_WIDTH = 64
+
+
+def _seeds(random_state) -> tuple[int, int]:
+    """(initialisation seed, shuffling seed) of a ``random_state``.
+
+    The two streams are separate so that the order of the mini-batches does not depend on
+    the number of features: probes of different widths trained with the same seed see the
+    same batches, which is what lets :func:`fit_probes` train them side by side.
+    """
+    rs = random_state
+    if rs is None:
+        init = int(torch.Generator().seed()) & (2**63 - 1)  # fresh, non-reproducible (scikit-learn's None)
+    elif isinstance(rs, Integral):
+        init = int(rs)
+    elif isinstance(rs, np.random.Generator):
+        init = int(rs.integers(2**63 - 1))
+    else:  # a NumPy RandomState
+        init = int(rs.randint(2**31 - 1))
+    shuffle = int(np.random.SeedSequence([init & (2**63 - 1), 1]).generate_state(2, np.uint32).view(np.uint64)[0]
+                  & np.uint64(2**63 - 1))
+    return init, shuffle
+
+
+def _init_weights(n_outputs: int, d: int, seed: int, torch_dtype):
+    """nn.Linear's default initialisation, U(-1/sqrt(d), 1/sqrt(d)), from a seeded CPU generator."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    bound = 1.0 / np.sqrt(d)
+    weight = (torch.rand(n_outputs, d, generator=g, dtype=torch_dtype) * 2 - 1) * bound
+    bias = (torch.rand(n_outputs, generator=g, dtype=torch_dtype) * 2 - 1) * bound
+    return weight, bias
+
+
+@dataclass
+class _Block:
+    start: int            # columns start:stop of the gathered matrix
+    stop: int
+    probes: torch.Tensor  # (S,) probe indices using (part of) this block
+    weight: torch.Tensor  # (S * C, stop - start)
+    mask: torch.Tensor | None  # (S * C, stop - start), 1 where the probe has the column; None: all
+
+
+def _blocks(columns: list[np.ndarray], n_cols: int, min_width: int) -> list[tuple[int, int, list[int]]]:
+    """Runs of gathered columns used by the same probes, merged until ``min_width`` wide."""
+    use = np.zeros((n_cols, len(columns)), dtype=bool)
+    for p, c in enumerate(columns):
+        use[c, p] = True
+    runs, start = [], 0
+    for j in range(1, n_cols + 1):
+        if j == n_cols or not np.array_equal(use[j], use[start]):
+            runs.append([start, j])
+            start = j
+    merged = []
+    for s, e in runs:
+        if merged and (merged[-1][1] - merged[-1][0] < min_width or e - s < min_width):
+            merged[-1][1] = e
+        else:
+            merged.append([s, e])
+    out = [(s, e, np.flatnonzero(use[s:e].any(0)).tolist()) for s, e in merged]
+    return [b for b in out if b[2]]  # columns no probe uses are never multiplied
+
+
+def _first_non_finite_row(X, chunk: int = 4096):
+    """The first row of ``X`` holding a NaN or an infinity, or None."""
+    for s in range(0, X.shape[0], chunk):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(X[s:s + chunk])).all(1))
+        if bad.size:
+            return s + int(bad[0])
+    return None
+
+
+def train_probes(X, target, n_outputs: int, feature_sets, *, regression: bool = False, epochs: int = 10,
+                 learning_rate: float = 1e-3, batch_size: int = 128, l1: float = 1e-5, l2: float = 1e-5,
+                 l2_squared: bool = False, shuffle: bool = True, random_state=0, device="cpu",
+                 dtype: str = "float32", verbose: bool = False, min_block_width: int = MIN_BLOCK_WIDTH,
+                 name: str = "train_probes"):
+    """Train several linear probes on column subsets of ``X`` at once, each as if alone.
+
+    Every probe ``p`` minimises the reference loss on ``X[:, feature_sets[p]]`` (columns in
+    that order) with its own Adam state, its own seeded initialisation (the one a single
+    probe of that width gets from ``random_state``) and the same mini-batches (the
+    shuffling stream does not depend on the width). The probes only share the work: each
+    mini-batch is read once, and the columns are cut into blocks used by the same probes,
+    so that one matrix product per block serves all of them (a probe's logits are the sum
+    of its blocks' products). The arithmetic per probe is the single probe's, up to the
+    order of floating-point sums. This is how every layer (and every prefix of layers), or
+    every candidate size of the minimal-set search, is trained in one pass.
+
+    Parameters
+    ----------
+    X : numpy.ndarray or memmap, shape (n_samples, n_columns)
+    target : numpy.ndarray
+        Class ids 0..n_outputs-1 (int64), or real targets (``regression=True``).
+    n_outputs : int
+    feature_sets : list of array of int
+        Column indices of each probe, in the probe's feature order.
+    min_block_width : int
+        Narrower runs of columns are merged with a neighbour into one product, the probes
+        that lack some of its columns masked (their weights there stay exactly 0).
+
+    Returns
+    -------
+    list of (weight, bias, loss_curve)
+        NumPy ``weight`` (n_outputs, len(features)), ``bias`` (n_outputs,) and the mean
+        mini-batch loss of every epoch, per probe.
+    """
+    n_threads = _threads_for(batch_size, feature_sets, n_outputs, device)
+    if n_threads is None:
+        return _train_probes(X, target, n_outputs, feature_sets, regression=regression, epochs=epochs,
+                             learning_rate=learning_rate, batch_size=batch_size, l1=l1, l2=l2,
+                             l2_squared=l2_squared, shuffle=shuffle, random_state=random_state, device=device,
+                             dtype=dtype, verbose=verbose, min_block_width=min_block_width, name=name)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        return _train_probes(X, target, n_outputs, feature_sets, regression=regression, epochs=epochs,
+                             learning_rate=learning_rate, batch_size=batch_size, l1=l1, l2=l2,
+                             l2_squared=l2_squared, shuffle=shuffle, random_state=random_state, device=device,
+                             dtype=dtype, verbose=verbose, min_block_width=min_block_width, name=name)
+    finally:
+        torch.set_num_threads(before)
+
+
+#: multiply-adds per mini-batch below which a bank trains on one thread: a second thread's
+#: start and join cost more than it saves on products this small (and much more when
+#: another process holds the other core)
+SMALL_STEP_MACS = 2_000_000
+
+
+def _threads_for(batch_size, feature_sets, n_outputs, device):
+    """1 for small problems on the CPU, else None (torch's setting)."""
+    if torch.device(device).type != "cpu":
+        return None
+    macs = int(batch_size) * int(n_outputs) * sum(int(np.size(f)) for f in feature_sets)
+    return 1 if macs < SMALL_STEP_MACS else None
+
+
+def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, learning_rate, batch_size, l1, l2,
+                  l2_squared, shuffle, random_state, device, dtype, verbose, min_block_width, name):
+    torch_dtype, np_dtype = TRAIN_DTYPES[dtype]
+    dev = torch.device(device)
+    n, n_cols = X.shape
+    sets = [np.asarray(f, dtype=np.int64).ravel() for f in feature_sets]
+    P, C = len(sets), int(n_outputs)
+    init_seed, shuffle_seed = _seeds(random_state)
+    # gathered-column position of every probe feature, and the probe's initial weights there
+    layout = _blocks(sets, n_cols, max(1, int(min_block_width)))
+    full = [torch.zeros(C, n_cols, dtype=torch_dtype) for _ in range(P)]
+    bias = torch.empty(P, C, dtype=torch_dtype)
+    for p, cols in enumerate(sets):
+        w, b = _init_weights(C, cols.size, init_seed, torch_dtype)
+        full[p][:, torch.from_numpy(cols)] = w
+        bias[p] = b
+    blocks = []
+    for s, e, probes in layout:
+        wt = torch.cat([full[p][:, s:e] for p in probes], 0)
+        have = np.zeros((len(probes), e - s), dtype=bool)
+        for i, p in enumerate(probes):
+            c = sets[p]
+            have[i, c[(c >= s) & (c < e)] - s] = True
+        mask = None
+        if not have.all():
+            mask = torch.from_numpy(np.repeat(have, C, axis=0)).to(torch_dtype).to(dev)
+        blocks.append(_Block(s, e, torch.tensor(probes, dtype=torch.long, device=dev), wt.to(dev).contiguous(),
+                             mask))
+    del full
+    bias = bias.to(dev)
+    everyone = [len(b.probes) == P for b in blocks]
+    params = [b.weight for b in blocks] + [bias]
+    exp_avg = [torch.zeros_like(t) for t in params]
+    exp_avg_sq = [torch.zeros_like(t) for t in params]
+    steps = [torch.zeros((), dtype=torch.float32, device=dev) for _ in params]
+    grads = [torch.empty_like(t) for t in params]
+    adam = dict(lr=float(learning_rate), beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False,
+                maximize=False)
+
+    g = torch.Generator(device="cpu").manual_seed(shuffle_seed)
+    bs = int(batch_size)
+    n_batches = -(-n // bs)
+    shared = type(X) is np.ndarray and X.dtype == np_dtype and X.flags.c_contiguous
+    Xt = torch.from_numpy(X) if shared else None
+    tt = torch.from_numpy(np.ascontiguousarray(target)).to(dev)
+    curves = torch.zeros(int(epochs), P, dtype=torch.float64)
+    norm2, abs1 = torch.empty(P, dtype=torch_dtype, device=dev), torch.empty(P, dtype=torch_dtype, device=dev)
+    for epoch in range(int(epochs)):
+        order = torch.randperm(n, generator=g).numpy() if shuffle else None
+        total = torch.zeros(P, dtype=torch_dtype, device=dev)
+        for start in range(0, n, bs):
+            # sorted: a memmap is read front to back; a batch's loss is a mean over its rows
+            rows = slice(start, min(start + bs, n)) if order is None else np.sort(order[start:start + bs])
+            if Xt is not None:
+                xb = (Xt[rows] if order is None else Xt.index_select(0, torch.from_numpy(rows))).to(dev)
+            else:
+                xb = torch.from_numpy(np.array(X[rows], dtype=np_dtype, order="C")).to(dev)
+            tb = tt[rows] if order is None else tt[torch.from_numpy(rows).to(dev)]
+            m = xb.shape[0]
+            # forward: every probe's outputs, block by block
+            out = bias.unsqueeze(1).repeat(1, m, 1)  # (P, m, C)
+            for blk, alle in zip(blocks, everyone):
+                part = (xb[:, blk.start:blk.stop] @ blk.weight.t()).view(m, -1, C).transpose(0, 1)
+                if alle:
+                    out += part
+                else:
+                    out.index_add_(0, blk.probes, part)
+            # the loss's gradient with respect to the outputs, and the loss itself
+            if regression:
+                diff = out[..., 0] - tb
+                total += diff.square().mean(1)
+                G = (diff * (2.0 / m)).unsqueeze(-1)
+            else:
+                logp = torch.log_softmax(out, -1)
+                picked = logp[:, torch.arange(m, device=dev), tb]  # (P, m)
+                total -= picked.mean(1)
+                G = logp.exp_()
+                G[:, torch.arange(m, device=dev), tb] -= 1.0
+                G *= 1.0 / m
+            # the penalty: l1 * sum|W| + l2 * ||W||_F (or its square), per probe over its blocks
+            norm2.zero_()
+            abs1.zero_()
+            signs = []
+            for blk in blocks:
+                S = len(blk.probes)
+                w = blk.weight.view(S, 1, -1)
+                # per-probe sums as batched dot products (BLAS, no temporaries): sum W^2, sum sign(W) W
+                norm2.index_add_(0, blk.probes, torch.bmm(w, w.transpose(1, 2)).view(S))
+                if l1:
+                    sg = blk.weight.sign()
+                    signs.append(sg)
+                    abs1.index_add_(0, blk.probes, torch.bmm(sg.view(S, 1, -1), w.transpose(1, 2)).view(S))
+            norm = norm2.sqrt()
+            total += l1 * abs1 + l2 * (norm2 if l2_squared else norm)
+            if l2_squared:
+                scale = torch.full_like(norm, 2.0 * l2)
+            else:  # d||W||/dW = W / ||W||, and 0 at W = 0 (torch's vector_norm)
+                scale = torch.where(norm > 0, l2 / torch.where(norm > 0, norm, 1.0), 0.0)
+            # backward: per block, all its probes' weight gradients in one product
+            Gt = G.transpose(1, 2)  # (P, C, m)
+            for i, (blk, alle, gw) in enumerate(zip(blocks, everyone, grads)):
+                Gb = (Gt if alle else Gt.index_select(0, blk.probes)).reshape(-1, m)
+                torch.mm(Gb, xb[:, blk.start:blk.stop], out=gw)
+                if l1:
+                    gw.add_(signs[i], alpha=l1)
+                if l2:
+                    gw.addcmul_(blk.weight, scale[blk.probes].repeat_interleave(C).unsqueeze(1))
+                if blk.mask is not None:
+                    gw.mul_(blk.mask)
+            torch.sum(G, 1, out=grads[-1])
+            torch._foreach_add_(steps, 1)
+            torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], steps, **adam)
+        curves[epoch] = total.double().cpu() / n_batches
+        if epoch == 0 and not bool(torch.isfinite(curves[0]).all()):
+            # a NaN or infinity in X reaches every loss (its weight is never 0 at the start);
+            # looked for once, after the first epoch, instead of in every batch
+            bad = _first_non_finite_row(X)
+            if bad is not None:
+                raise ValueError(f"{name}: X contains NaN or infinity (row {bad})")
+        if verbose:
+            print(f"[{name}] epoch {epoch + 1}/{epochs}: mean loss " + ", ".join(
+                f"{v:.6f}" for v in curves[epoch, :8].tolist()) + (" ..." if P > 8 else ""), flush=True)
+    # each probe's weights back in its own feature order
+    out = []
+    for p, cols in enumerate(sets):
+        w = torch.zeros(C, n_cols, dtype=torch_dtype)
+        for blk in blocks:
+            hit = (blk.probes == p).nonzero()
+            if hit.numel():
+                i = int(hit[0, 0])
+                w[:, blk.start:blk.stop] = blk.weight[i * C:(i + 1) * C].cpu()
+        out.append((w[:, torch.from_numpy(cols)].numpy().copy(), bias[p].cpu().numpy().copy(),
+                    curves[:, p].tolist()))
+    return out
+
+
+def fit_probes(template, X, y, feature_sets, gather=None) -> list:
+    """Fit a copy of ``template`` on each column subset of ``X``, all in one pass (:func:`train_probes`).
+
+    Each returned probe equals ``clone(template).fit(X[:, features], y)`` up to the order of
+    floating-point sums: same initialisation, same mini-batches, same Adam steps.
+
+    Parameters
+    ----------
+    template : LinearProbe or LinearProbeRegressor
+    X : numpy.ndarray or memmap, shape (n_samples, n_columns)
+    y : array-like, shape (n_samples,)
+    feature_sets : list of array of int
+        Columns of each probe, in its feature order (a probe's ``coef_`` columns follow it).
+    gather : callable, optional
+        ``gather(X, columns)`` returns those columns as an array (default: fancy indexing;
+        :mod:`redundancy.selection` passes its chunked reader). Skipped when the union of the
+        sets is every column in order.
+
+    Returns
+    -------
+    list of fitted estimators, one per feature set
+    """
+    from sklearn.base import clone
+
+    if not isinstance(template, _LinearProbeBase):
+        raise TypeError(f"fit_probes trains LinearProbe / LinearProbeRegressor, not {type(template).__name__}")
+    template._check_params()
+    X, y = template._check_fit_input(X, y)
+    sets = [np.asarray(f, dtype=np.int64).ravel() for f in feature_sets]
+    if not sets:
+        return []
+    for f in sets:
+        if f.size == 0 or f.min() < 0 or f.max() >= X.shape[1]:
+            raise ValueError(f"fit_probes: every feature set needs columns in 0..{X.shape[1] - 1}")
+    # the union of the columns in order of first appearance: nested sets (layer prefixes,
+    # top-k of a ranking) then form contiguous blocks
+    union = _first_seen(np.concatenate(sets))
+    if union.size == X.shape[1] and np.array_equal(union, np.arange(X.shape[1])):
+        Xg, pos = X, sets
+    else:
+        Xg = gather(X, union) if gather is not None else np.ascontiguousarray(X[:, union], dtype=np.float32)
+        where = np.empty(X.shape[1], dtype=np.int64)
+        where[union] = np.arange(union.size)
+        pos = [where[f] for f in sets]
+    regression = isinstance(template, LinearProbeRegressor)
+    if regression:
+        target, n_out = np.asarray(y, dtype=TRAIN_DTYPES[template.dtype][1]), 1
+        if not np.isfinite(target).all():
+            raise ValueError("fit_probes: y contains NaN or infinity")
+    else:
+        check_classification_targets(y)
+        classes, target = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"fit_probes needs at least two classes in y, got only {classes[0]!r}")
+        target, n_out = target.astype(np.int64), len(classes)
+    trained = train_probes(Xg, target, n_out, pos, regression=regression, name="fit_probes",
+                           **template._engine_params())
+    out = []
+    for f, (w, b, curve) in zip(sets, trained):
+        p = clone(template)
+        if regression:
+            p.coef_, p.intercept_ = w[0], float(b[0])
+        else:
+            p.classes_, p.coef_, p.intercept_ = classes, w, b
+        p.n_features_in_, p.loss_curve_, p.n_iter_ = f.size, curve, int(template.epochs)
+        out.append(p)
+    return out
+
+
+def _first_seen(a: np.ndarray) -> np.ndarray:
+    """The distinct values of ``a`` in order of first appearance."""
+    _, first = np.unique(a, return_index=True)
+    return a[np.sort(first)]
 
 
 def _name(label, label_names):

@@ -35,7 +35,7 @@ import pandas as pd
 from sklearn.base import clone, is_regressor
 
 from .clustering import CorrelationClustering
-from .probe import LinearProbe, LinearProbeRegressor, scores
+from .probe import LinearProbe, LinearProbeRegressor, fit_probes, scores
 from .ranking import NeuronRanking, lca_ranking
 from .utils import stable_hash, write_json_atomic
 
@@ -255,7 +255,7 @@ class ProbeEvaluator:
         params = {k: v for k, v in self.probe.get_params().items() if k not in ("verbose", "device")}
         return stable_hash({"data": self.data_key, "neurons": stable_hash(neurons.tolist(), 32),
                             "probe": type(self.probe).__name__, "params": params, "metric": self.metric,
-                            "version": 1}, 24)
+                            "version": 2}, 24)
 
     def _load(self, key: str, neurons: np.ndarray) -> ProbeResult | None:
         js, npz = self.cache_dir / f"{key}.json", self.cache_dir / f"{key}.npz"
@@ -318,6 +318,10 @@ class ProbeEvaluator:
         probe.fit(_gather(self.train.X, idx), self.train.y)
         seconds = time.perf_counter() - t0
         self.n_fits += 1
+        return self._finish(probe, full, idx, seconds, name)
+
+    def _finish(self, probe, full: np.ndarray, idx, seconds: float, name: str) -> ProbeResult:
+        """Score a fitted probe on dev and test, report it and keep it in the cache."""
         dev_scores = self._scores(probe, self.dev, idx)
         test_scores = self._scores(probe, self.test, idx) if self.test is not None else {}
         metric = METRICS[self.metric][0]
@@ -326,9 +330,51 @@ class ProbeEvaluator:
         if self.progress:
             print(f"[probe] {name or f'{full.size} neurons'}: dev {self.metric} {r.dev:.4f}"
                   f"{'' if self.test is None else f', test {r.test:.4f}'} ({seconds:.1f}s)", flush=True)
+        key = self._key(full)
         if key is not None:
             self._save(key, r)
         return r
+
+    def evaluate_many(self, neuron_sets, names=None) -> list[ProbeResult]:
+        """:meth:`evaluate` for several neuron sets, the missing ones trained together.
+
+        With the library's probes, the sets not in the cache are trained in one pass by
+        :func:`~redundancy.probe.fit_probes` (each as if alone: same initialisation, same
+        mini-batches; the results equal :meth:`evaluate`'s up to the order of floating-point
+        sums); any other estimator is fitted set by set.
+
+        Parameters
+        ----------
+        neuron_sets : list of (array of int or None)
+            None is the oracle (all neurons).
+        names : list of str, optional
+            For the progress lines.
+        """
+        idxs = [self.check_neurons(n) for n in neuron_sets]
+        names = list(names) if names is not None else [""] * len(idxs)
+        fulls = [np.arange(self.n_neurons, dtype=np.int64) if i is None else i for i in idxs]
+        results, todo = [None] * len(idxs), []
+        for j, full in enumerate(fulls):
+            key = self._key(full)
+            hit = self._load(key, full) if key is not None else None
+            if hit is not None:
+                results[j] = hit
+            elif not any(np.array_equal(full, fulls[t]) for t in todo):
+                todo.append(j)
+        if len(todo) > 1 and isinstance(self.probe, (LinearProbe, LinearProbeRegressor)):
+            t0 = time.perf_counter()
+            fitted = fit_probes(self.probe, self.train.X, self.train.y, [fulls[j] for j in todo], gather=_gather)
+            each = (time.perf_counter() - t0) / len(todo)  # the pass's time, shared out
+            self.n_fits += len(todo)
+            for j, probe in zip(todo, fitted):
+                results[j] = self._finish(probe, fulls[j], idxs[j], each, names[j])
+        else:
+            for j in todo:
+                results[j] = self.evaluate(idxs[j], name=names[j])
+        for j, r in enumerate(results):  # repeated sets
+            if r is None:
+                results[j] = next(results[t] for t in todo if np.array_equal(fulls[t], fulls[j]))
+        return results
 
     def oracle(self) -> ProbeResult:
         """The probe on all neurons of all layers (the paper's oracle)."""
@@ -382,8 +428,10 @@ def _per_class_rows(label, r: ProbeResult) -> list[dict]:
     return rows
 
 
-def layer_analysis(ev: ProbeEvaluator, delta: float = 0.01, layers=None) -> LayerAnalysis:
+def layer_analysis(ev: ProbeEvaluator, delta: float = 0.01, layers=None, prefixes: bool = False) -> LayerAnalysis:
     """A probe on every layer alone and the oracle on all layers (paper section 6.1).
+
+    All of them are trained in one pass over the data (:meth:`ProbeEvaluator.evaluate_many`).
 
     Parameters
     ----------
@@ -393,13 +441,24 @@ def layer_analysis(ev: ProbeEvaluator, delta: float = 0.01, layers=None) -> Laye
         (the paper: 99%, "within 1%").
     layers : iterable of int, optional
         Default: every layer.
+    prefixes : bool, default False
+        Also train layers ``0..l`` for every ``l`` in the same pass, so that
+        :func:`layer_selector` and :func:`incremental_layer_analysis` find them in the cache.
     """
     delta = _check_delta(delta)
-    oracle = ev.oracle()
     layers = range(ev.n_layers) if layers is None else [int(l) for l in layers]
-    rows, per_class, results = [], _per_class_rows("oracle", oracle), {"oracle": oracle}
     for l in layers:
-        r = ev.layers([l])
+        if not 0 <= l < ev.n_layers:
+            raise ValueError(f"layer {l} out of range: this model has layers 0..{ev.n_layers - 1}")
+    sets = [None] + [layer_neurons([l], ev.hidden) for l in layers]
+    names = ["oracle (all layers)"] + [f"layer {l}" for l in layers]
+    if prefixes:  # layers 0..l, for LayerSelector: trained in the same pass
+        sets += [layer_neurons(range(l + 1), ev.hidden) for l in range(ev.n_layers - 1)]
+        names += [f"layers 0..{l}" for l in range(ev.n_layers - 1)]
+    trained = ev.evaluate_many(sets, names)
+    oracle = trained[0]
+    rows, per_class, results = [], _per_class_rows("oracle", oracle), {"oracle": oracle}
+    for l, r in zip(layers, trained[1:]):
         results[l] = r
         rows.append({"layer": l, "n_neurons": r.n_neurons, "dev": r.dev, "test": r.test,
                      "within_dev": within(r.dev, oracle.dev, delta),
@@ -416,8 +475,9 @@ def incremental_layer_analysis(ev: ProbeEvaluator, upto=None) -> pd.DataFrame:
     """
     upto = ev.n_layers - 1 if upto is None else int(upto)
     rows = []
-    for l in range(upto + 1):
-        r = ev.layers(list(range(l + 1)))
+    trained = ev.evaluate_many([layer_neurons(range(l + 1), ev.hidden) for l in range(upto + 1)],
+                               [f"layers 0..{l}" for l in range(upto + 1)])
+    for l, r in enumerate(trained):
         rows.append({"top_layer": l, "n_neurons": r.n_neurons, "dev": r.dev, "test": r.test,
                      "fit_seconds": r.fit_seconds})
     return pd.DataFrame(rows)
@@ -471,7 +531,7 @@ class MinimalSet:
 
 def minimal_neuron_set(ev: ProbeEvaluator, candidates=None, delta: float = 0.03, grid=MAX_FEATURES_GRID,
                        n_total: int | None = None, reference: ProbeResult | None = None,
-                       search_stride: int = 1000) -> MinimalSet:
+                       search_stride: int = 1000, batch: int = 16) -> MinimalSet:
     """LCA ranking of ``candidates`` and the smallest top-k on ``grid`` within ``delta`` (section 6.2).
 
     A probe on all ``candidates`` (the *reference*: the oracle when the candidates are all
@@ -497,6 +557,10 @@ def minimal_neuron_set(ev: ProbeEvaluator, candidates=None, delta: float = 0.03,
         An already trained probe on exactly ``candidates`` (saves one fit).
     search_stride : int, default 1000
         Steps of the LCA ranking.
+    batch : int, default 16
+        Grid points trained together in one pass. The chosen ``k`` is the one-by-one
+        search's (the first passing point in grid order); ``trials`` lists the points up to
+        it, and the few trained beyond it stay in the probe cache.
     """
     delta = _check_delta(delta)
     cand = np.arange(ev.n_neurons, dtype=np.int64) if candidates is None else ev.check_neurons(candidates)
@@ -508,9 +572,20 @@ def minimal_neuron_set(ev: ProbeEvaluator, candidates=None, delta: float = 0.03,
     ranking = lca_ranking(reference.coef, search_stride=search_stride)
     target = (1.0 - delta) * reference.dev
     trials, chosen = [], None
-    for p, k in grid_sizes(grid, n_total, cand.size):
+    sizes = grid_sizes(grid, n_total, cand.size)
+    batch = max(1, int(batch))
+    trained = {}
+    for i, (p, k) in enumerate(sizes):
         neurons = cand[ranking.order[:k]]
-        r = reference if k == cand.size else ev.evaluate(neurons, name=f"top {k} ({100 * p:.1f}%)")
+        if k == cand.size:
+            r = reference
+        else:
+            if k not in trained:  # the next few grid points, trained together in one pass
+                chunk = [(pp, kk) for pp, kk in sizes[i:i + batch] if kk != cand.size]
+                got = ev.evaluate_many([cand[ranking.order[:kk]] for _, kk in chunk],
+                                       [f"top {kk} ({100 * pp:.1f}%)" for pp, kk in chunk])
+                trained.update(zip([kk for _, kk in chunk], got))
+            r = trained[k]
         passed = r.dev > target
         trials.append({"percentage": p, "k": k, "dev": r.dev, "test": r.test, "passed": passed,
                        "fit_seconds": r.fit_seconds})
@@ -562,7 +637,7 @@ class LayerSelection:
 
 
 def layer_selector(ev: ProbeEvaluator, delta: float = 0.01, oracle: ProbeResult | None = None,
-                   full_curve: bool = False) -> LayerSelection:
+                   full_curve: bool = False, batch: int = 4) -> LayerSelection:
     """The lowest layer ``l`` whose prefix ``0..l`` beats ``(1 - delta)`` times the oracle on dev.
 
     Parameters
@@ -575,13 +650,28 @@ def layer_selector(ev: ProbeEvaluator, delta: float = 0.01, oracle: ProbeResult 
     full_curve : bool, default False
         Train every prefix (the reference code does, for its report); by default stop at
         the first that passes.
+    batch : int, default 4
+        Prefixes trained together in one pass (the choice is the same as one by one; a
+        larger batch may train a few prefixes beyond the chosen one).
     """
     delta = _check_delta(delta)
     oracle = ev.oracle() if oracle is None else oracle
     target = (1.0 - delta) * oracle.dev
     rows, chosen = [], None
+    prefixes = list(range(ev.n_layers - 1))
+    # prefixes are trained a few at a time (one pass each), in order, until one passes
+    batch = len(prefixes) if full_curve else max(1, int(batch))
+    trained = {}
     for l in range(ev.n_layers):
-        r = oracle if l == ev.n_layers - 1 else ev.layers(list(range(l + 1)))
+        if l == ev.n_layers - 1:
+            r = oracle
+        else:
+            if l not in trained:
+                chunk = prefixes[l:l + batch]
+                got = ev.evaluate_many([layer_neurons(range(c + 1), ev.hidden) for c in chunk],
+                                       [f"layers 0..{c}" for c in chunk])
+                trained.update(zip(chunk, got))
+            r = trained[l]
         passed = r.dev > target
         rows.append({"top_layer": l, "n_neurons": r.n_neurons, "dev": r.dev, "test": r.test, "passed": passed})
         if passed and chosen is None:

@@ -226,9 +226,9 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
         t0 = time.perf_counter()
         cc = CorrelationClustering(threshold=makeup_threshold, random_state=study.seed).fit(tr.flat())
         secs = time.perf_counter() - t0
-        for c in thresholds:
-            kept = None if c == 0 else cc.representatives_at(c)
-            r = ev.evaluate(kept, name=f"{model_label(m)}/{t} c_t={c}")
+        kept = [None if c == 0 else cc.representatives_at(c) for c in thresholds]
+        trained = ev.evaluate_many(kept, [f"{model_label(m)}/{t} c_t={c}" for c in thresholds])
+        for c, r in zip(thresholds, trained):
             sweep.append({"model": model_label(m), "task": t, "threshold": float(c), "neurons": r.n_neurons,
                           "fraction_kept": r.n_neurons / ev.n_neurons, "dev": r.dev, "test": r.test,
                           "metric": ev.metric, "cluster_seconds": secs})
@@ -248,7 +248,7 @@ def section_layers(study: Study, delta: float = 0.01):
     """Table 7 / Figure 4 (per-layer probes vs the oracle) and per-class scores (Figures 7-9)."""
     table, per_class = [], []
     for m, t in study.pairs():
-        la = layer_analysis(study.evaluator(m, t), delta=delta)
+        la = layer_analysis(study.evaluator(m, t), delta=delta, prefixes=True)  # prefixes: for LS (7.1)
         o = la.oracle
         table.append({"model": model_label(m), "task": t, "layer": "oracle", "dev": o.dev, "test": o.test,
                       "within_dev": True, "within_test": True, "metric": study.evaluator(m, t, False).metric})
