@@ -80,7 +80,7 @@ def test_blocks_side_by_side_equal_one_array():
         np.testing.assert_allclose(from_moments(a), from_moments(b), atol=1e-3 if dtype == np.float32 else 1e-9)
 
 
-def test_shift_is_first_chunk_mean_and_constant_columns_are_exactly_zero():
+def test_shift_is_first_rows_mean_and_constant_columns_are_exactly_zero():
     X = data(rows=100, cols=6, dtype=np.float64)
     X[:, 2] = 0.1  # not representable in float32
     X[:, 4] = -3.0

@@ -350,11 +350,12 @@ def linear_cka_matrix(layers, debiased: bool = False, chunk: int = 8192, dtype=n
     (L x L), ``R^T Z`` (L x P) and ``R^T 1``, where ``R`` holds ``r_t`` for every token and
     layer. So the debiased matrix is computed in the same single pass.
 
-    Every row is shifted by the column means of the first chunk before it is accumulated.
+    Every row is shifted by the column means of the first rows before it is accumulated.
     CKA (biased and debiased) is invariant to translation, and the shift keeps the sums of
-    nearly centred data, so that ``C - n mu mu^T`` does not cancel catastrophically when activations have
-    large means (BERT has a few dimensions with large constant offsets); it also makes a
-    constant layer's block exactly zero.
+    nearly centred data, so that ``C - n mu mu^T`` does not cancel catastrophically (nor
+    float32 products lose digits) when activations have large means (BERT has a few
+    dimensions with large constant offsets); it also makes a constant layer's block
+    exactly zero.
 
     Parameters
     ----------

@@ -182,9 +182,9 @@ def neuron_correlation(X, chunk: int | None = None, dtype=np.float32):
     ``np.corrcoef(X, rowvar=False)`` but computed by streaming chunks of rows, so that ``X``
     may be a memory-mapped activation file larger than memory.
 
-    Each chunk of rows is converted to ``dtype`` (``chunk x N`` values), shifted by the
-    first chunk's column means (nearly centring it, which keeps the one-pass formula free
-    of cancellation when activations have a large mean) and multiplied by the BLAS
+    Each chunk of rows is shifted by the column means of the first rows (nearly centring
+    it, which keeps the one-pass formula free of cancellation when activations have a
+    large mean), rounded to ``dtype`` (``chunk x N`` values) and multiplied by the BLAS
     ``syrk`` routine; the column sums come out of the same call
     (:func:`redundancy.moments.streamed_cross_product`). With float32 the products are
     summed in float32 over up to 65,536 rows and in float64 beyond; the correlations

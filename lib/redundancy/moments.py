@@ -7,8 +7,9 @@ layer blocks, correlation clustering normalises it by its diagonal. It is accumu
 here in one pass over row chunks, so a memory-mapped activation file is never read
 whole, and no float64 copy of it is ever made.
 
-Rows are shifted before they are accumulated, by the column means of the first chunk
-(a column that is constant over the first chunk is shifted by its value there). Both
+Rows are shifted before they are accumulated, by the column means of the first rows (up
+to 1,024, in the first chunk; a column that is constant over them is shifted by its value
+there). Both
 statistics are invariant to a constant shift; the shift makes every chunk nearly
 centred, which keeps the one-pass formula ``sum (z - s)(z - s)^T - n (mu - s)(mu - s)^T``
 free of cancellation when activations have a large mean, lets the products run in
@@ -134,10 +135,12 @@ def _wide(block, dtype) -> np.dtype:
     return np.promote_types(own, dtype)
 
 
-def _shift_of(first: np.ndarray) -> np.ndarray:
-    """Shift of every column (in the type of ``first``): its mean over ``first``, or its
-    value where the column is constant over ``first`` (so that a constant column becomes
-    exactly zero; a mean in floating point need not equal the value it averages)."""
+def _shift_of(first: np.ndarray, rows: int = 1024) -> np.ndarray:
+    """Shift of every column (in the type of ``first``): its mean over the first ``rows``
+    rows, or its value where the column is constant over them (so that a constant column
+    becomes exactly zero; a mean in floating point need not equal the value it averages).
+    A thousand rows put the shift well inside the spread of any column."""
+    first = first[:rows]
     mean = first.mean(axis=0, dtype=np.float64).astype(first.dtype)
     constant = (first == first[:1]).all(axis=0)
     return np.where(constant, first[0], mean)

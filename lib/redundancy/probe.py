@@ -703,10 +703,15 @@ def fit_probes(template, X, y, feature_sets, gather=None) -> list:
     for f in sets:
         if f.size == 0 or f.min() < 0 or f.max() >= X.shape[1]:
             raise ValueError(f"fit_probes: every feature set needs columns in 0..{X.shape[1] - 1}")
-    # the union of the columns in order of first appearance: nested sets (layer prefixes,
-    # top-k of a ranking) then form contiguous blocks
-    union = _first_seen(np.concatenate(sets))
-    if union.size == X.shape[1] and np.array_equal(union, np.arange(X.shape[1])):
+    # the columns grouped by the probes that use them, so that each group is one contiguous
+    # block and one matrix product (nested sets such as layer prefixes or the top k of a
+    # ranking keep their order); the data are gathered in that order unless that would copy
+    # more than GATHER_BYTES of a matrix whose every column is used anyway
+    union = _grouped_columns(sets, X.shape[1])
+    natural = np.arange(X.shape[1])
+    every = union.size == X.shape[1]
+    if every and (np.array_equal(union, natural)
+                  or X.shape[0] * X.shape[1] * np.dtype(TRAIN_DTYPES[template.dtype][1]).itemsize > GATHER_BYTES):
         Xg, pos = X, sets
     else:
         Xg = gather(X, union) if gather is not None else np.ascontiguousarray(X[:, union], dtype=np.float32)
@@ -738,10 +743,25 @@ def fit_probes(template, X, y, feature_sets, gather=None) -> list:
     return out
 
 
-def _first_seen(a: np.ndarray) -> np.ndarray:
-    """The distinct values of ``a`` in order of first appearance."""
-    _, first = np.unique(a, return_index=True)
-    return a[np.sort(first)]
+#: largest copy of a training matrix :func:`fit_probes` makes to regroup columns it uses all of
+GATHER_BYTES = 2**30
+
+
+def _grouped_columns(sets: list[np.ndarray], n_cols: int) -> np.ndarray:
+    """The columns used by any set, grouped by which sets use them (groups in order of first
+    appearance, columns in order of first appearance within a group)."""
+    seen = np.concatenate(sets)
+    _, first = np.unique(seen, return_index=True)
+    cols = seen[np.sort(first)]  # first appearance
+    use = np.zeros((n_cols, len(sets)), dtype=bool)
+    for p, f in enumerate(sets):
+        use[f, p] = True
+    _, group = np.unique(np.packbits(use[cols], axis=1), axis=0, return_inverse=True)
+    group = group.ravel()
+    _, group_first = np.unique(group, return_index=True)
+    rank = np.empty(group_first.size, dtype=np.int64)
+    rank[np.argsort(group_first)] = np.arange(group_first.size)
+    return cols[np.argsort(rank[group], kind="stable")]
 
 
 def _name(label, label_names):
