@@ -234,6 +234,30 @@ def bench_minimal(tr, dv, n_layers, hidden, delta, repeats):
             "oracle_dev": oracle.dev, "target": target, "delta": delta}
 
 
+def bench_scaling(tr, sizes, repeats):
+    """One probe's training time against the number of neurons (the first n columns)."""
+    X, y = tr
+    C = int(y.max()) + 1
+    rows = []
+    for n in sizes:
+        if n > X.shape[1]:
+            continue
+        Xn = np.ascontiguousarray(X[:, :n])
+        t = {"neurox": [], "ours": [], "bare": []}
+        for _ in range(repeats):
+            s0 = time.perf_counter()
+            neurox_fit(Xn, y)
+            t["neurox"].append(time.perf_counter() - s0)
+            s0 = time.perf_counter()
+            ours_probe().fit(Xn, y)
+            t["ours"].append(time.perf_counter() - s0)
+            t["bare"].append(bare_products(Xn, C))
+        rows.append({"neurons": int(n), "rows": int(X.shape[0]), **{k: statistics.median(v) for k, v in t.items()}})
+        print(f"scaling  {n:6d} neurons: NeuroX {rows[-1]['neurox']:.2f}s | ours {rows[-1]['ours']:.2f}s | bare "
+              f"{rows[-1]['bare']:.2f}s", flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", choices=["run", "synthetic"], default="run")
@@ -248,7 +272,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--delta", type=float, default=0.01, help="minimal set: allowed relative drop (reference: 1%%)")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", default="probe,layers,minimal")
+    ap.add_argument("--only", default="probe,layers,minimal", help="any of probe,layers,minimal,scaling")
+    ap.add_argument("--sizes", default="384,768,2688,5376,9984", help="neurons for --only scaling")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args(argv)
     try:
@@ -286,6 +311,8 @@ def main(argv=None):
         print(f"minimal  {r['grid_points_timed']} grid points: NeuroX retrain each k {s['neurox_retrain_each_k']:.2f}s"
               f" | ours {s['ours']:.2f}s | speed-up x{r['speedup']:.2f} | k: ours {r['k_ours']}, ours one by one "
               f"{r['k_ours_one_by_one']}, NeuroX {r['k_neurox']}", flush=True)
+    if "scaling" in only:
+        out["scaling"] = bench_scaling(tr, [int(v) for v in a.sizes.split(",")], a.repeats)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2, default=float)
