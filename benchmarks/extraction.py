@@ -6,11 +6,16 @@ the table gives medians and the ratio. Peak memory is the largest resident set s
 seen during each side's runs, above the level before it started.
 
     .venv/bin/python benchmarks/extraction.py [--model minilm] [--task ptb-pos] [--split train] [--reps 3]
+                                              [--sentences N] [--json out.json]
+
+Against NeuroX's sentence-by-sentence extractor: ``benchmarks/extraction_neurox.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import statistics
 import tempfile
 import threading
@@ -63,11 +68,16 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--max-batch-tokens", type=int, default=2048)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sentences", type=int, help="only the first N sentences of the split")
+    ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
     set_threads()
     lm = load_model(args.model, device=args.device)
     task = load_task(args.task)
+    if args.sentences:
+        sub = task[args.split].subset(range(min(args.sentences, len(task[args.split]))))
+        task = dataclasses.replace(task, splits={**task.splits, args.split: sub})
     sents = task[args.split].tokens
     n_words = sum(len(s) for s in sents)
 
@@ -102,6 +112,19 @@ def main():
     for name, ts in times.items():
         med = statistics.median(ts)
         print(f"{name:22s} {med:9.2f} {n_words / med:9.0f} {base / med:8.2f}x {peaks[name]:12.0f}")
+    if args.json:
+        out = {"config": {"model": args.model, "task": args.task, "split": args.split, "sentences": len(sents),
+                          "words": n_words, "reps": args.reps, "max_batch_tokens": args.max_batch_tokens,
+                          "device": args.device, "torch_threads": torch.get_num_threads()},
+               "methods": {name: {"seconds_median": statistics.median(ts), "seconds": ts,
+                                  "words_per_second": n_words / statistics.median(ts),
+                                  "peak_extra_mib": peaks[name]} for name, ts in times.items()}}
+        ours_s = statistics.median(times["redundancy.extract"])
+        out.update({"size": f"{args.model}, {args.task}/{args.split}: {len(sents)} sentences, {n_words:,} words",
+                    "bare_seconds": base, "ours_seconds": ours_s, "ours_vs_bare": base / ours_s,
+                    "bare_words_per_s": n_words / base, "ours_words_per_s": n_words / ours_s})
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

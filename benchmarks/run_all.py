@@ -155,15 +155,18 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not the targets")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
     ap.add_argument("--out", default=str(ROOT / "data" / "benchmarks" / "results.json"))
+    ap.add_argument("--table-only", action="store_true",
+                    help="run nothing: rebuild the table from the results file (and main_command.json beside it)")
     a = ap.parse_args(argv)
-    names = a.only.split(",") if a.only else list(BENCHES)
+    names = [] if a.table_only else (a.only.split(",") if a.only else list(BENCHES))
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}")
     out_path = Path(a.out)
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
-    res = dict(previous.get("results", {})) if a.only else {}
-    commands = dict(previous.get("commands", {})) if a.only else {}
+    keep = a.only or a.table_only
+    res = dict(previous.get("results", {})) if keep else {}
+    commands = dict(previous.get("commands", {})) if keep else {}
     tmp = Path(tempfile.mkdtemp(prefix="redundancy-bench-"))
     failed = []
     for name in names:
@@ -191,7 +194,11 @@ def main(argv=None):
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    doc = {"date": time.strftime("%Y-%m-%d"), "commit": commit, "quick": a.quick,
+    if a.table_only and previous:  # the measurements' provenance, not this rebuild's
+        commit, date = previous["commit"], previous["date"]
+    else:
+        date = time.strftime("%Y-%m-%d")
+    doc = {"date": date, "commit": commit, "quick": a.quick if not a.table_only else previous.get("quick", False),
            "machine": {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(
                os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1), "python": platform.python_version(),
                        "torch": torch.__version__, "torch_threads": torch.get_num_threads()},

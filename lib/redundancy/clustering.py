@@ -310,6 +310,18 @@ def correlation_linkage(X, chunk: int | None = None, dtype=np.float32, return_di
         Constant neurons (see :func:`neuron_correlation`).
     distances : numpy.ndarray of float64
         Condensed ``1 - |corr|``; only with ``return_distances=True``.
+
+    Notes
+    -----
+    No ``N x N`` correlation matrix is made. The float32 products of every chunk go into
+    one ``(N + 1) x (N + 1)`` float32 matrix (BLAS ``syrk``; only its lower triangle is
+    written), which is added, column by column, into the condensed float64 triangle; that
+    triangle becomes ``1 - |corr|`` in place, row by row, and is what the linkage takes.
+    Peak memory is about ``2 N^2`` bytes (the written half of the float32 matrix) plus
+    ``4 N^2`` (the condensed triangle) plus one chunk (64 MiB), and then ``8 N^2`` while
+    ``scipy`` clusters (it copies the distances): for BERT's 9984 neurons about 0.7 GB while
+    summing and 0.8 GB while clustering, against ``np.corrcoef``'s float64 copy of the data (3.5 GB at 44,000 tokens)
+    and its several ``N x N`` float64 matrices (0.8 GB each) in the reference code.
     """
     X = _check_activations(X)
     # no N x N correlation matrix: the products are summed straight into the condensed
@@ -445,8 +457,8 @@ class CorrelationClustering(TransformerMixin, BaseEstimator):
     random_state : int, numpy.random.RandomState or None, default 0
         Seed of the random pick.
     chunk : int or None, default None
-        Rows per chunk when computing correlations (bounds the float64 working memory
-        to ``8 * chunk * neurons`` bytes besides the ``N x N`` matrices; None: 64 MiB).
+        Rows per chunk when computing correlations (bounds the working memory for rows to
+        ``4 * chunk * neurons`` bytes besides the ``N x N`` sums; None: 64 MiB).
 
     Attributes
     ----------

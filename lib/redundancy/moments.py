@@ -9,12 +9,11 @@ whole, and no float64 copy of it is ever made.
 
 Rows are shifted before they are accumulated, by the column means of the first rows (up
 to 1,024, in the first chunk; a column that is constant over them is shifted by its value
-there). Both
-statistics are invariant to a constant shift; the shift makes every chunk nearly
-centred, which keeps the one-pass formula ``sum (z - s)(z - s)^T - n (mu - s)(mu - s)^T``
-free of cancellation when activations have a large mean, lets the products run in
-float32 without losing the digits that centring would otherwise cancel, and makes a
-constant column exactly zero.
+there). Both statistics are invariant to a constant shift; the shift makes every chunk
+nearly centred, which keeps the one-pass formula
+``sum (z - s)(z - s)^T - n (mu - s)(mu - s)^T`` free of cancellation when activations have
+a large mean, lets the products run in float32 without losing the digits that centring
+would otherwise cancel, and makes a constant column exactly zero.
 
 The column sums come out of the same BLAS call as the products: each chunk is written,
 shifted, into a buffer with one more column of ones, so that the last column of
@@ -243,8 +242,9 @@ def streamed_cross_product(read: Callable[[int, int], np.ndarray], n_rows: int, 
             square = syrk(1.0, A.T, beta=1.0 if pending else 0.0, c=square, trans=0, lower=lower,
                           overwrite_c=1)
             pending += stop - start
-            # a nan or inf anywhere in the chunk reaches its column's sum (a sum of finite
-            # float32 values cannot overflow float64; for float64 data, look before blaming)
+            # a nan or inf anywhere in the chunk reaches its column's sum, so the sums are
+            # checked instead of every value; a non-finite sum of finite values is an
+            # overflow (of values beyond 1e19 or so in float32), so look before blaming
             sums = square[P, :P] if lower else square[:P, P]
             if not np.isfinite(sums).all() and not np.isfinite(D).all():
                 raise ValueError(f"rows {start}..{stop - 1} contain nan or inf values")
