@@ -155,6 +155,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not the targets")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
     ap.add_argument("--out", default=str(ROOT / "data" / "benchmarks" / "results.json"))
+    ap.add_argument("--use", action="append", default=[], metavar="NAME=FILE",
+                    help="take benchmark NAME's results from FILE (its --json output from an earlier run of the "
+                         "same command at the same commit) instead of running it")
     ap.add_argument("--table-only", action="store_true",
                     help="run nothing: rebuild the table from the results file (and main_command.json beside it)")
     a = ap.parse_args(argv)
@@ -169,6 +172,15 @@ def main(argv=None):
     commands = dict(previous.get("commands", {})) if keep else {}
     tmp = Path(tempfile.mkdtemp(prefix="redundancy-bench-"))
     failed = []
+    for spec in a.use:
+        name, _, path = spec.partition("=")
+        if name not in BENCHES or not Path(path).exists():
+            sys.exit(f"--use {spec!r}: expected NAME=FILE with NAME in {list(BENCHES)} and an existing FILE")
+        res[name] = json.loads(Path(path).read_text())
+        args = BENCHES[name][1 if a.quick else 0]
+        commands[name] = {"command": " ".join(["benchmarks/" + args[0], *args[1:]]), "seconds": None,
+                          "reused_from": Path(path).name}
+        names = [n for n in names if n != name]
     for name in names:
         args = BENCHES[name][1 if a.quick else 0]
         js = tmp / f"{name}.json"
