@@ -502,19 +502,15 @@ def train_probes(X, target, n_outputs: int, feature_sets, *, regression: bool = 
         NumPy ``weight`` (n_outputs, len(features)), ``bias`` (n_outputs,) and the mean
         mini-batch loss of every epoch, per probe.
     """
+    kw = dict(regression=regression, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, l1=l1,
+              l2=l2, l2_squared=l2_squared, shuffle=shuffle, random_state=random_state, device=device, dtype=dtype,
+              verbose=verbose, min_block_width=min_block_width, name=name)
     n_threads = _threads_for(batch_size, feature_sets, n_outputs, device)
-    if n_threads is None:
-        return _train_probes(X, target, n_outputs, feature_sets, regression=regression, epochs=epochs,
-                             learning_rate=learning_rate, batch_size=batch_size, l1=l1, l2=l2,
-                             l2_squared=l2_squared, shuffle=shuffle, random_state=random_state, device=device,
-                             dtype=dtype, verbose=verbose, min_block_width=min_block_width, name=name)
     before = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
     try:
-        return _train_probes(X, target, n_outputs, feature_sets, regression=regression, epochs=epochs,
-                             learning_rate=learning_rate, batch_size=batch_size, l1=l1, l2=l2,
-                             l2_squared=l2_squared, shuffle=shuffle, random_state=random_state, device=device,
-                             dtype=dtype, verbose=verbose, min_block_width=min_block_width, name=name)
+        return _train_probes(X, target, n_outputs, feature_sets, **kw)
     finally:
         torch.set_num_threads(before)
 
