@@ -36,7 +36,6 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -75,34 +74,8 @@ def synthetic_layers(tokens: int, n_layers: int = 13, hidden: int = 768, seed: i
     return out
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakRSS:
-    """The largest resident set seen while inside (sampled every 2 ms), above the start."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss_mib()
-        self._stop = threading.Event()
-
-        def poll():
-            while not self._stop.wait(0.002):
-                self.peak = max(self.peak, _rss_mib())
-
-        self._thread = threading.Thread(target=poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mib())
-
-    @property
-    def extra_mib(self) -> float:
-        return self.peak - self.base
+from peak_memory import PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
+from peak_memory import rss_mib as _rss_mib  # noqa: E402,F401
 
 
 def _timed(fn):

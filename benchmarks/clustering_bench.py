@@ -56,7 +56,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -116,35 +115,8 @@ def synthetic_activations(tokens: int, neurons: int, seed: int = 0, group_size: 
 # --------------------------------------------------------------------------------------
 # peak memory
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class PeakRSS:
-    """The largest resident set seen while inside, sampled every 2 ms by a thread (the
-    process's own high-water mark would include loading the data)."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss_mib()
-        self._stop = threading.Event()
-
-        def poll():
-            while not self._stop.wait(0.002):
-                self.peak = max(self.peak, _rss_mib())
-
-        self._thread = threading.Thread(target=poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mib())
-
-    @property
-    def extra_mib(self) -> float:
-        return self.peak - self.base
+from peak_memory import PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
+from peak_memory import rss_mib as _rss_mib  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------------------

@@ -40,32 +40,8 @@ import numpy as np
 HP = dict(l1=1e-5, l2=1e-5, epochs=10, batch_size=128, lr=1e-3)
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class _PeakRSS:
-    """The largest resident set seen while inside, sampled every 2 ms by a thread (the
-    process's own high-water mark would include the data loading before the call)."""
-
-    def __enter__(self):
-        import threading
-
-        self.peak, self._stop = _rss_mib(), threading.Event()
-
-        def poll():
-            while not self._stop.wait(0.002):
-                self.peak = max(self.peak, _rss_mib())
-
-        self._thread = threading.Thread(target=poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mib())
+from peak_memory import PeakRSS as _PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
+from peak_memory import rss_mib as _rss_mib  # noqa: E402
 
 
 def _quiet():
