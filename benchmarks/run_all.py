@@ -171,6 +171,7 @@ def main(argv=None):
     res = dict(previous.get("results", {})) if keep else {}
     commands = dict(previous.get("commands", {})) if keep else {}
     tmp = Path(tempfile.mkdtemp(prefix="redundancy-bench-"))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     failed = []
     for spec in a.use:
         name, _, path = spec.partition("=")
@@ -194,7 +195,7 @@ def main(argv=None):
             continue
         res[name] = json.loads(js.read_text())
         commands[name] = {"command": " ".join(["benchmarks/" + args[0], *args[1:]]),
-                          "seconds": round(time.perf_counter() - t, 1)}
+                          "seconds": round(time.perf_counter() - t, 1), "commit": head}
     mc = out_path.parent / "main_command.json"
     if mc.exists():
         res["main_command"] = json.loads(mc.read_text())
