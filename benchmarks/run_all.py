@@ -74,6 +74,11 @@ def target_table(res: dict) -> list[dict]:
                      "ours_seconds": ours_s, "ratio": ratio, "target": target,
                      "met": None if met is None else bool(met), "note": note})
 
+    def own_rows(result):  # benchmarks that write their target rows themselves
+        for r_ in result.get("rows", []):
+            row(r_["what"], r_["size"], r_["baseline"], r_["baseline_seconds"], r_["ours_seconds"], r_["ratio"],
+                r_["target"], r_["met"], r_.get("note", ""))
+
     for key, label in (("probes_minilm", "one probe, 10 epochs"), ("probe_paper_scale", "one probe, 10 epochs")):
         p = _get(res, key, "probe")
         if p:
@@ -125,9 +130,7 @@ def target_table(res: dict) -> list[dict]:
                 f"{agree.get('identical_partitions')}")
     k = res.get("cka")
     if k:
-        for r_ in k.get("rows", []):
-            row(r_["what"], r_["size"], r_["baseline"], r_["baseline_seconds"], r_["ours_seconds"], r_["ratio"],
-                r_["target"], r_["met"], r_.get("note", ""))
+        own_rows(k)
     e = res.get("extraction")
     if e:
         row("extraction", e["size"], "bare batched forward loop", e["bare_seconds"], e["ours_seconds"],
@@ -135,9 +138,7 @@ def target_table(res: dict) -> list[dict]:
             f"{e['ours_words_per_s']:.0f} vs {e['bare_words_per_s']:.0f} words/s")
     en = res.get("extraction_neurox")
     if en:
-        for r_ in en.get("rows", []):
-            row(r_["what"], r_["size"], r_["baseline"], r_["baseline_seconds"], r_["ours_seconds"], r_["ratio"],
-                r_["target"], r_["met"], r_.get("note", ""))
+        own_rows(en)
     mc = res.get("main_command")
     if mc and "first_run" in mc:
         first, second = mc["first_run"], mc.get("second_run", {})
