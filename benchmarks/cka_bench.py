@@ -75,7 +75,6 @@ def synthetic_layers(tokens: int, n_layers: int = 13, hidden: int = 768, seed: i
 
 
 from peak_memory import PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
-from peak_memory import rss_mib as _rss_mib  # noqa: E402,F401
 
 
 def _timed(fn):

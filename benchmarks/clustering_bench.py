@@ -116,7 +116,6 @@ def synthetic_activations(tokens: int, neurons: int, seed: int = 0, group_size: 
 # peak memory
 
 from peak_memory import PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
-from peak_memory import rss_mib as _rss_mib  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------------------

@@ -44,40 +44,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_regr
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-__all__ = ["LinearProbe", "LinearProbeRegressor", "elastic_net_penalty", "train_probes", "fit_probes", "scores",
-           "evaluate"]
+__all__ = ["LinearProbe", "LinearProbeRegressor", "train_probes", "fit_probes", "scores", "evaluate"]
 
 #: dtypes a probe can train in
 TRAIN_DTYPES = {"float32": (torch.float32, np.float32), "float64": (torch.float64, np.float64)}
 
 #: bytes of converted input held at once when predicting
 PREDICT_CHUNK_BYTES = 64 * 2**20
-
-
-def elastic_net_penalty(weight: torch.Tensor, l1: float, l2: float, l2_squared: bool = False) -> torch.Tensor:
-    """The reference code's elastic-net penalty on a weight matrix (never on the bias).
-
-    Parameters
-    ----------
-    weight : torch.Tensor, shape (n_outputs, n_features)
-    l1, l2 : float
-        Strengths of the L1 and L2 terms.
-    l2_squared : bool, default False
-        False: ``l2 * ||W||_F = l2 * sqrt(sum W^2)``, as in the authors' code.
-        True: the usual squared penalty ``l2 * sum W^2``.
-
-    Returns
-    -------
-    torch.Tensor
-        A scalar, ``l1 * sum|W| + l2 * (||W||_F or ||W||_F^2)``.
-    """
-    penalty = weight.new_zeros(())
-    if l1:
-        penalty = penalty + l1 * weight.abs().sum()
-    if l2:
-        # vector_norm's gradient at W = 0 is 0, where sqrt(sum W^2) would give NaN
-        penalty = penalty + l2 * (weight.pow(2).sum() if l2_squared else torch.linalg.vector_norm(weight))
-    return penalty
 
 
 def _check_X(X, name: str) -> np.ndarray:
