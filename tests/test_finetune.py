@@ -188,3 +188,41 @@ def test_invalid_settings():
         FineTuneConfig(epochs=0)
     with pytest.raises(ValueError, match="invalid"):
         FineTuneConfig(batch_size=0)
+
+
+def test_killed_fine_tuning_resumes_to_identical_weights(tiny_bert, cls_task, tmp_path, monkeypatch, capsys):
+    """A run killed mid-way resumes from its last checkpoint (weights, optimizer, scheduler,
+    both random streams, position in the epoch) and ends exactly where an uninterrupted run
+    ends; the checkpoint is removed once the model is saved."""
+    settings = dict(epochs=2, batch_size=8, progress=False)  # 10 steps, across an epoch boundary
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "whole"))
+    whole = fine_tune(tiny_bert, cls_task, **settings)
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "killed"))
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(tiny_bert, cls_task, checkpoint_every_steps=3, _stop_after=7, **settings)
+    ckpts = list((tmp_path / "killed").rglob(".*.checkpoint.pt"))
+    assert len(ckpts) == 1 and not list((tmp_path / "killed").rglob("meta.json"))
+    resumed = fine_tune(tiny_bert, cls_task, checkpoint_every_steps=3, **settings)
+    assert "resuming at step 6 of 10" in capsys.readouterr().out
+    assert not ckpts[0].exists()
+    wa, wb = _weights(whole), _weights(resumed)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert finetune_meta(whole)["loss"] == finetune_meta(resumed)["loss"]
+    assert finetune_meta(whole)["scores"] == finetune_meta(resumed)["scores"]
+
+
+def test_damaged_checkpoint_is_discarded_and_training_restarts(tiny_bert, cls_task, tmp_path, monkeypatch, capsys):
+    settings = dict(epochs=1, batch_size=8, progress=False)
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "whole"))
+    whole = fine_tune(tiny_bert, cls_task, **settings)
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "damaged"))
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(tiny_bert, cls_task, checkpoint_every_steps=2, _stop_after=3, **settings)
+    ckpt = next((tmp_path / "damaged").rglob(".*.checkpoint.pt"))
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as by a full disk
+    again = fine_tune(tiny_bert, cls_task, **settings)
+    assert "unreadable" in capsys.readouterr().out
+    wa, wb = _weights(whole), _weights(again)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k

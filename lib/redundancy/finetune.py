@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,7 +76,8 @@ def _evaluate(model, tok, task: TaskData, split: str, max_length: int, device: s
 
 
 def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, device: str = "cpu",
-              progress: bool = True, **overrides) -> Path:
+              progress: bool = True, checkpoint_every_s: float = 120.0, checkpoint_every_steps: int | None = None,
+              _stop_after: int | None = None, **overrides) -> Path:
     """Fine-tune ``base`` on the task's train split and return the saved model's folder.
 
     Parameters
@@ -87,6 +89,10 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
     config : FineTuneConfig, optional
         Hyper-parameters; keyword ``overrides`` replace single fields.
     device : str
+    checkpoint_every_s, checkpoint_every_steps : optional
+        How often the training state (weights, optimizer, scheduler, both random
+        streams, the position in the epoch) is saved. A killed run resumes from the
+        last checkpoint and ends with the same weights as an uninterrupted one.
 
     Returns
     -------
@@ -117,11 +123,6 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
         if (final / "meta.json").is_file():
             return final
         clean_stale_tmp(final.parent, key)
-        set_seed(cfg.seed)
-        lm = load_model(base, device=device, model_class=AutoModelForSequenceClassification,
-                        config_kw={"num_labels": task.n_labels, "problem_type": "regression"
-                                   if task.regression else "single_label_classification"})
-        model, tok = lm.model, lm.tokenizer
         y_all = task.label_ids("train")
         n = len(train)
         idx_all = np.arange(n)
@@ -129,35 +130,78 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
             idx_all = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.max_train, replace=False))
         steps_per_epoch = math.ceil(len(idx_all) / cfg.batch_size)
         total = max(1, int(round(cfg.epochs * steps_per_epoch)))
-        decay = [p for nm, p in model.named_parameters() if not nm.endswith(("bias", "LayerNorm.weight"))]
-        rest = [p for nm, p in model.named_parameters() if nm.endswith(("bias", "LayerNorm.weight"))]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": rest, "weight_decay": 0.0}], lr=cfg.learning_rate)
-        sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-        rng = np.random.default_rng(cfg.seed)
-        losses, step, t0 = [], 0, time.time()
+
+        def start():
+            set_seed(cfg.seed)
+            lm = load_model(base, device=device, model_class=AutoModelForSequenceClassification,
+                            config_kw={"num_labels": task.n_labels, "problem_type": "regression"
+                                       if task.regression else "single_label_classification"})
+            model = lm.model
+            decay = [p for nm, p in model.named_parameters() if not nm.endswith(("bias", "LayerNorm.weight"))]
+            rest = [p for nm, p in model.named_parameters() if nm.endswith(("bias", "LayerNorm.weight"))]
+            opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                     {"params": rest, "weight_decay": 0.0}], lr=cfg.learning_rate)
+            sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+            return lm, opt, sched, np.random.default_rng(cfg.seed)
+
+        lm, opt, sched, rng = start()
+        model, tok = lm.model, lm.tokenizer
+        ckpt = final.parent / f".{key}.checkpoint.pt"
+        losses, step, order, pos, elapsed = [], 0, None, 0, 0.0
+        if ckpt.is_file():  # a killed run left a checkpoint: continue from it, exactly
+            try:
+                state = torch.load(ckpt, map_location=device, weights_only=False)
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                sched.load_state_dict(state["scheduler"])
+                rng.bit_generator.state = state["rng"]
+                torch.set_rng_state(state["torch_rng"])
+                if state.get("cuda_rng") is not None:
+                    torch.cuda.set_rng_state_all(state["cuda_rng"])
+                losses, step, order, pos, elapsed = (state["losses"], state["step"], state["order"],
+                                                     state["pos"], state["elapsed"])
+                print(f"[fine-tune] {lm.name} on {task.name}: resuming at step {step} of {total} from {ckpt}",
+                      flush=True)
+            except Exception as e:  # noqa: BLE001 - a damaged checkpoint is recomputed, never trusted
+                print(f"[fine-tune] checkpoint {ckpt} unreadable ({type(e).__name__}: {e}); starting over",
+                      flush=True)
+                ckpt.unlink(missing_ok=True)
+                lm, opt, sched, rng = start()
+                model, tok = lm.model, lm.tokenizer
+                losses, step, order, pos, elapsed = [], 0, None, 0, 0.0
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=f"fine-tune {lm.name} on {task.name}", disable=not progress,
+        bar = tqdm(total=total, initial=step, desc=f"fine-tune {lm.name} on {task.name}", disable=not progress,
                    mininterval=1.0, leave=False)
         model.train()
+        t0, last_save = time.time(), time.time()
         while step < total:
-            order = rng.permutation(idx_all)
-            for s in range(0, len(order), cfg.batch_size):
-                if step >= total:
-                    break
-                b = order[s:s + cfg.batch_size]
-                inputs = _tensors(tok, train, b, cfg.max_length, device)
-                yb = torch.as_tensor(y_all[b], device=device)
-                out = model(**inputs, labels=yb.float() if task.regression else yb)
-                out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-                losses.append(round(out.loss.item(), 5))
-                step += 1
-                bar.update(1)
+            if order is None or pos >= len(order):
+                order, pos = rng.permutation(idx_all), 0
+            b = order[pos:pos + cfg.batch_size]
+            pos += cfg.batch_size
+            inputs = _tensors(tok, train, b, cfg.max_length, device)
+            yb = torch.as_tensor(y_all[b], device=device)
+            out = model(**inputs, labels=yb.float() if task.regression else yb)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+            losses.append(round(out.loss.item(), 5))
+            step += 1
+            bar.update(1)
+            if step < total and (time.time() - last_save >= checkpoint_every_s
+                                 or (checkpoint_every_steps and step % checkpoint_every_steps == 0)):
+                _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                        "scheduler": sched.state_dict(), "rng": rng.bit_generator.state,
+                                        "torch_rng": torch.get_rng_state(),
+                                        "cuda_rng": torch.cuda.get_rng_state_all()
+                                        if str(device).startswith("cuda") else None, "losses": losses, "step": step,
+                                        "order": order, "pos": pos, "elapsed": elapsed + time.time() - t0})
+                last_save = time.time()
+            if _stop_after is not None and step >= _stop_after:  # tests: a kill at this step
+                raise KeyboardInterrupt(f"stopped after step {step}")
         bar.close()
-        train_time = time.time() - t0
+        train_time = elapsed + time.time() - t0
         scores = {s: _evaluate(model, tok, task, s, cfg.max_length, device) for s in ("dev",)}
         with atomic_dir(final) as tmp:
             model.save_pretrained(tmp)
@@ -165,7 +209,17 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
             write_json_atomic(tmp / "meta.json", {**key_cfg, "key": key, "steps": total, "loss": losses,
                                                   "scores": scores, "train_time_s": round(train_time, 2),
                                                   "train_examples": int(len(idx_all)), "device": device})
+        ckpt.unlink(missing_ok=True)
     return final
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """Write a fine-tuning checkpoint atomically (a kill leaves the previous one)."""
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp-write")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def finetune_meta(path) -> dict:
