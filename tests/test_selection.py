@@ -1,5 +1,7 @@
 """Task-specific analyses on synthetic data with known answers: layers, minimal sets, LS + CCFS."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -149,6 +151,30 @@ def test_evaluator_on_store_entries_and_cache_resumes(tmp_path, k_signal):
         f.write_bytes(b"garbage")
     ev4 = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path / "probes", data_key="k-signal")
     assert ev4.evaluate([3, 17, 42]).dev == a.dev and ev4.n_fits == 1
+
+
+@pytest.mark.parametrize("damage", ["edited score", "same-size npz edit", "truncated npz"])
+def test_damaged_probe_cache_is_detected_and_recomputed(tmp_path, k_signal, damage, capsys):
+    (tr, dv, te), _ = k_signal
+    ev = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path, data_key="k-signal")
+    a = ev.evaluate([3, 17, 42])
+    js, npz = next(tmp_path.glob("*.json")), next(tmp_path.glob("*.npz"))
+    if damage == "edited score":  # still valid JSON, a plausible number: only the checksum tells
+        meta = json.loads(js.read_text())
+        meta["dev"] = 0.999
+        js.write_text(json.dumps(meta))
+    elif damage == "same-size npz edit":
+        raw = bytearray(npz.read_bytes())
+        raw[-200] ^= 0xFF
+        npz.write_bytes(bytes(raw))
+    else:
+        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    ev2 = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path, data_key="k-signal")
+    b = ev2.evaluate([3, 17, 42])
+    assert ev2.n_fits == 1 and not b.cached and b.dev == a.dev
+    assert "probe cache entry" in capsys.readouterr().out
+    ev3 = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path, data_key="k-signal")
+    assert ev3.evaluate([3, 17, 42]).cached and ev3.n_fits == 0  # the recomputed entry is whole again
 
 
 def test_same_seed_same_selection(k_signal):

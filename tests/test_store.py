@@ -221,16 +221,33 @@ def test_truncated_entry_is_rejected_and_recomputed(store, capsys):
     assert store.get(CONFIG) is not None
 
 
-def test_same_size_edit_is_caught_by_full_verify(store, capsys):
-    data, fill, path, f, size = stored_and_released(store, seed=3)
+def _flip_last_byte(f, size):
     with open(f, "r+b") as fh:
         fh.seek(size - 1)
         last = fh.read(1)
         fh.seek(size - 1)
         fh.write(bytes([last[0] ^ 0xFF]))
     assert f.stat().st_size == size
-    # the cheap check only looks at sizes
-    assert store.get(CONFIG) is not None
+
+
+def test_same_size_edit_is_caught_by_its_modification_time(store, capsys):
+    data, fill, path, f, size = stored_and_released(store, seed=3)
+    _flip_last_byte(f, size)
+    # the default check sees that the file was written after its entry was made, checksums it
+    capsys.readouterr()
+    assert store.get(CONFIG) is None
+    assert "checksum" in capsys.readouterr().out
+    b, _ = create(store, fill=fill, data=data)
+    assert fill.calls == 2
+    np.testing.assert_array_equal(np.asarray(b.array), data)
+
+
+def test_same_size_edit_with_restored_time_is_caught_by_full_verify(store, capsys):
+    data, fill, path, f, size = stored_and_released(store, seed=3)
+    stat = f.stat()
+    _flip_last_byte(f, size)
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # an edit that hides its time
+    assert store.get(CONFIG) is not None  # size and time agree: the cheap check passes
     capsys.readouterr()
     assert store.get(CONFIG, verify="full") is None
     assert "checksum" in capsys.readouterr().out

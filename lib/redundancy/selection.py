@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
@@ -37,7 +38,7 @@ from sklearn.base import clone, is_regressor
 from .clustering import CorrelationClustering
 from .probe import LinearProbe, LinearProbeRegressor, fit_probes, scores
 from .ranking import NeuronRanking, lca_ranking
-from .utils import stable_hash, write_json_atomic
+from .utils import file_sha256, stable_hash, write_json_atomic
 
 __all__ = [
     "MAX_FEATURES_GRID", "PIPELINE_GRID", "METRICS", "ProbeEvaluator", "ProbeResult", "grid_sizes",
@@ -54,6 +55,7 @@ PIPELINE_GRID = (tuple(round(0.001 * i, 3) for i in range(1, 6)) + tuple(round(0
                  + tuple(round(0.05 * i, 2) for i in range(3, 11)) + (0.6, 0.7, 0.8, 0.9))
 
 #: metric name -> (key in :func:`redundancy.probe.scores`, regression?)
+_PROBE_RECORD = ("dev", "test", "dev_scores", "test_scores", "n_neurons")
 METRICS = {"accuracy": ("accuracy", False), "macro_f1": ("macro_f1", False),
            "matthews_corrcoef": ("matthews_corrcoef", False), "pearson": ("pearson", True),
            "spearman": ("spearman", True)}
@@ -263,10 +265,17 @@ class ProbeEvaluator:
             return None
         try:
             meta = json.loads(js.read_text())
+            record = {k: meta[k] for k in _PROBE_RECORD}
+            if "check" in meta and meta["check"] != stable_hash(record, 24):
+                raise ValueError(f"{js} was edited: its scores do not match their checksum")
+            if "npz" in meta:
+                if npz.stat().st_size != meta["npz"]["size"] or file_sha256(npz) != meta["npz"]["sha256"]:
+                    raise ValueError(f"{npz} is truncated or edited (size or sha256 differs from {js.name})")
             with np.load(npz) as z:
                 coef, intercept = z["coef"], z["intercept"]
-        except (OSError, ValueError, KeyError):
-            return None  # damaged: recompute
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+            print(f"[redundancy] probe cache entry {key} rejected and recomputed: {e}", flush=True)
+            return None
         return ProbeResult(neurons, meta["dev"], meta["test"], meta["dev_scores"], meta["test_scores"],
                            coef, intercept, 0.0, cached=True)
 
@@ -278,10 +287,13 @@ class ProbeEvaluator:
         fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=key, suffix=".tmp.npz")
         os.close(fd)
         np.savez(tmp, coef=r.coef, intercept=np.atleast_1d(r.intercept))
+        npz = {"size": os.path.getsize(tmp), "sha256": file_sha256(tmp)}
         os.replace(tmp, self.cache_dir / f"{key}.npz")
+        record = {"dev": r.dev, "test": r.test, "dev_scores": r.dev_scores, "test_scores": r.test_scores,
+                  "n_neurons": r.n_neurons}
+        record = json.loads(json.dumps(record, default=str))  # the checksum is of what is read back
         write_json_atomic(self.cache_dir / f"{key}.json",
-                          {"dev": r.dev, "test": r.test, "dev_scores": r.dev_scores, "test_scores": r.test_scores,
-                           "n_neurons": r.n_neurons, "fit_seconds": r.fit_seconds})
+                          {**record, "fit_seconds": r.fit_seconds, "npz": npz, "check": stable_hash(record, 24)})
 
     def _scores(self, probe, split: _Split, neurons) -> dict:
         X = _gather(split.X, neurons)

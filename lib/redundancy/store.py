@@ -132,7 +132,8 @@ class Activations:
 
 
 def check_files(path: Path, meta: dict, verify: str = "size") -> None:
-    """Check that an entry's files match their recorded sizes (and checksums with ``"full"``)."""
+    """Check that an entry's files match their recorded sizes, and their checksums with ``"full"``
+    or when a file's modification time differs from the one recorded (it was written since)."""
     if verify not in ("none", "size", "full"):
         raise ValueError(f"verify must be 'none', 'size' or 'full', not {verify!r}")
     if verify == "none":
@@ -144,7 +145,9 @@ def check_files(path: Path, meta: dict, verify: str = "size") -> None:
         if f.stat().st_size != rec["size"]:
             raise CacheError(f"{f} has {f.stat().st_size} bytes but its metadata records {rec['size']}: "
                              "truncated or edited; the entry will be recomputed")
-        if verify == "full" and file_sha256(f) != rec["sha256"]:
+        # a file written since its entry was made (an edit that kept the size) is checksummed
+        touched = "mtime_ns" in rec and f.stat().st_mtime_ns != rec["mtime_ns"]
+        if (verify == "full" or touched) and file_sha256(f) != rec["sha256"]:
             raise CacheError(f"{f}: checksum differs from its metadata: edited or corrupted; "
                              "the entry will be recomputed")
 
@@ -203,8 +206,8 @@ class ActivationStore:
                         "layout": "rows x layers x hidden", "versions": library_versions(),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_time_s": round(time.time() - t0, 3),
                         **w.meta,
-                        "files": {n: {"size": (tmp / n).stat().st_size, "sha256": file_sha256(tmp / n)}
-                                  for n in ARRAYS}}
+                        "files": {n: {"size": (tmp / n).stat().st_size, "sha256": file_sha256(tmp / n),
+                                      "mtime_ns": (tmp / n).stat().st_mtime_ns} for n in ARRAYS}}
                 write_json_atomic(tmp / "meta.json", meta)
 
     def get_or_create(self, config: dict, shape_fn, fill_fn, dtype="float32", verify="size") -> Activations:
