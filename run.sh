@@ -3,6 +3,7 @@
 #   bash run.sh          the main job: environment, embedded model and data, pipeline, book
 #   bash run.sh test     the test suite
 # Other verbs: `bash run.sh env` (environment only), `bash run.sh run CONFIG` (one run config),
+#              `bash run.sh paper-scale` (the paper-scale results in data/paper-scale/, hours),
 #              `bash run.sh notebooks CONFIG [--force]` (execute the notebooks for a run config).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,6 +41,15 @@ case "$cmd" in
   notebooks)
     ensure_env
     "$VENV/bin/python" -m redundancy notebooks --config "${2:-configs/default.yml}" "${@:3}" ;;
+  paper-scale)
+    # the paper-scale results (hours on 2 cores; resumable: run it again after a kill or in a
+    # later session and it continues), published to data/paper-scale/ for the book
+    ensure_env
+    "$VENV/bin/python" -m redundancy fetch --models minilm mpnet
+    "$VENV/bin/python" -m redundancy run --config configs/paper-scale.yml
+    "$VENV/bin/python" -m redundancy notebooks --config configs/paper-scale.yml \
+      --output data/results/paper-scale/executed --only 01 02 03 04 05 06 07
+    "$VENV/bin/python" -m redundancy publish --config configs/paper-scale.yml ;;
   run)
     ensure_env
     "$VENV/bin/python" -m redundancy run --config "${2:-configs/default.yml}" ;;
@@ -59,5 +69,5 @@ case "$cmd" in
     echo "[main] finished in $(( $(date +%s) - start ))s"
     [ "$nb_status" -eq 0 ] || { echo "[main] some notebooks failed (see above)" >&2; exit "$nb_status"; } ;;
   *)
-    echo "usage: bash run.sh [all|test|env|run CONFIG]" >&2; exit 2 ;;
+    echo "usage: bash run.sh [all|test|env|paper-scale|run CONFIG|notebooks CONFIG]" >&2; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-"""Command line: ``python -m redundancy {fetch,run,notebooks,tasks,stats}``."""
+"""Command line: ``python -m redundancy {fetch,run,notebooks,publish,tasks,stats}``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     r.add_argument("--config", default="configs/default.yml")
     r.add_argument("--no-progress", action="store_true")
     sub.add_parser("notebooks", help="execute every notebook with papermill (see --help of that verb)")
+    pb = sub.add_parser("publish", help="copy a run's results to data/<run>/ with their provenance")
+    pb.add_argument("--config", default="configs/paper-scale.yml")
+    pb.add_argument("--dest", help="default: data/<run name>")
     sub.add_parser("tasks", help="list the registered tasks")
     s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
     s.add_argument("tasks", nargs="+")
@@ -58,6 +61,10 @@ def main(argv=None) -> int:
 
             warnings.filterwarnings("default", category=UserWarning, module="redundancy")
             run(load_config(args.config), progress=not args.no_progress and sys.stderr.isatty())
+        elif args.cmd == "publish":
+            from .publish import publish
+
+            publish(args.config, args.dest)
         elif args.cmd == "tasks":
             from .tasks import list_tasks
 

@@ -43,6 +43,12 @@ def _lib_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def _results_of(config: Path) -> Path:
+    from .pipeline import load_config, results_dir
+
+    return results_dir(load_config(config))
+
+
 def _stamp(nb: Path, config: Path, params: dict) -> str:
     h = hashlib.sha256()
     h.update(nb.read_bytes())
@@ -50,6 +56,42 @@ def _stamp(nb: Path, config: Path, params: dict) -> str:
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(_lib_hash().encode())
     return h.hexdigest()[:20]
+
+
+class _PeakChildRSS:
+    """Largest summed resident memory of this process's descendants (the notebook's kernel)
+    while inside, sampled every half second."""
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self.peak = 0
+        self._stop = threading.Event()
+        me = psutil.Process()
+
+        def poll():
+            while not self._stop.wait(0.5):
+                total = 0
+                for c in me.children(recursive=True):
+                    try:
+                        total += c.memory_info().rss
+                    except psutil.Error:  # it ended meanwhile
+                        pass
+                self.peak = max(self.peak, total)
+
+        self._thread = threading.Thread(target=poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return round(self.peak / 2**20, 1)
 
 
 def _failure(e: Exception) -> str:
@@ -88,6 +130,9 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
     output.mkdir(parents=True, exist_ok=True)
     stamps_file = output / ".stamps.json"
     stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
+    # wall time and peak memory of each notebook's last execution, kept with the run's results
+    runs_file = _results_of(config) / "notebooks.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     params = {"config": str(config), **(params or {})}
     status = {}
     nbs = notebooks(folder)
@@ -113,8 +158,9 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
             continue
         t0 = time.time()
         try:
-            pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent), progress_bar=False,
-                                kernel_name="python3", execution_timeout=timeout)
+            with _PeakChildRSS() as mem:
+                pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent),
+                                    progress_bar=False, kernel_name="python3", execution_timeout=timeout)
         except Exception as e:  # noqa: BLE001 - report, carry on with the others
             status[nb.name] = f"failed: {_failure(e)}"
             stamps.pop(nb.name, None)
@@ -122,7 +168,11 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
         else:
             status[nb.name] = "ran"
             stamps[nb.name] = stamp
-            log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s -> {out}")
+            log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s, kernel peak {mem.peak_mib:.0f} MiB -> {out}")
+        runs[nb.name] = {"status": status[nb.name], "wall_time_s": round(time.time() - t0, 1),
+                         "peak_rss_mib": mem.peak_mib, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "parameters": nb_params}
+        write_json_atomic(runs_file, runs)
         write_json_atomic(stamps_file, stamps)
     return status
 

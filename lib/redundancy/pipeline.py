@@ -123,8 +123,11 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
                                 "finetune": lm.extra.get("finetune")})
                 log(f"[activations] {model_name} / {name} / {split}: {acts.n_rows} x {acts.n_layers} x "
                     f"{acts.hidden_size} ({time.time() - t0:.1f}s)  {acts.path}")
+    import resource
+
     index = {"name": cfg["name"], "config": cfg, "entries": entries,
-             "wall_time_s": round(time.time() - t_start, 2)}
+             "wall_time_s": round(time.time() - t_start, 2),
+             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     write_json_atomic(out / "activations.json", index)
     log(f"[done] {len(entries)} activation sets in {index['wall_time_s']}s; index: {out / 'activations.json'}")
     return index

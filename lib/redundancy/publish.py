@@ -1,0 +1,138 @@
+"""Publish a run's results as data in the repository, with their provenance.
+
+``python -m redundancy publish --config configs/paper-scale.yml`` copies what the
+notebooks wrote for the run (``<results>/<run>/``: every CSV and JSON, a few hundred
+kB) to ``data/<run>/results/`` and writes ``data/<run>/provenance.json``:
+
+* the configuration (and the file it came from), the commit and whether the tree had
+  uncommitted changes, the machine (CPU model, cores, memory), library versions;
+* the pipeline: per model x task x split the rows, the extraction time, and for
+  sentence tasks the fine-tuning budget (epochs, training sentences, steps), its time
+  and the dev score; the pipeline's peak memory;
+* every notebook's wall time and the peak memory of its kernel, from the batch runner.
+
+Times are summed from the cached steps' own records, so a run finished across several
+sessions (each resuming the last) reports the compute it took, not the last resume's.
+The book's paper-scale chapter reads only these files, so it builds without the hours
+of computing behind them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .config import repo_root
+from .pipeline import load_config, results_dir
+from .store import library_versions
+from .utils import write_json_atomic
+
+__all__ = ["publish", "machine"]
+
+
+def machine() -> dict:
+    """This machine, in the words a reader needs to compare timings."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "gpu": gpu, "os": platform.platform()}
+
+
+def _commit(root: Path | None) -> dict:
+    if root is None:
+        return {"commit": None, "dirty": None}
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "lib", "notebooks", "configs"],
+                                    cwd=root, capture_output=True, text=True, check=True).stdout.strip())
+        return {"commit": head, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def _pipeline_record(index: dict) -> dict:
+    rows, seen_ft = [], set()
+    finetune_s = 0.0
+    for e in index.get("entries", []):
+        ft = e.get("finetune") or {}
+        row = {k: e.get(k) for k in ("model", "task", "split", "rows", "layers", "hidden", "dtype")}
+        row["neurons"] = (e.get("layers") or 0) * (e.get("hidden") or 0)
+        row["extract_time_s"] = e.get("extract_time_s")
+        if ft:
+            row.update({"finetune_epochs": ft.get("finetune", {}).get("epochs"),
+                        "finetune_max_train": ft.get("finetune", {}).get("max_train"),
+                        "finetune_steps": ft.get("steps"), "finetune_time_s": ft.get("train_time_s"),
+                        "finetune_dev": json.dumps(ft.get("scores", {}).get("dev"), sort_keys=True)})
+            if ft.get("key") not in seen_ft:
+                seen_ft.add(ft.get("key"))
+                finetune_s += float(ft.get("train_time_s") or 0)
+        rows.append(row)
+    extract_s = sum(float(r["extract_time_s"] or 0) for r in rows)
+    return {"entries": rows, "extract_time_s": round(extract_s, 1), "finetune_time_s": round(finetune_s, 1),
+            "last_invocation_wall_time_s": index.get("wall_time_s"),
+            "peak_rss_mib": index.get("peak_rss_mib")}
+
+
+def publish(config, dest=None, log=print) -> Path:
+    """Copy a run's results into ``dest`` (default ``data/<run name>``) with ``provenance.json``."""
+    cfg_path = Path(config)
+    cfg = load_config(cfg_path)
+    src = results_dir(cfg)
+    index_file = src / "activations.json"
+    if not index_file.exists():
+        raise FileNotFoundError(f"{index_file} not found: run `python -m redundancy run --config {cfg_path}` "
+                                "and the notebooks first")
+    root = repo_root()
+    dest = Path(dest) if dest else (root or Path.cwd()) / "data" / cfg["name"]
+    out = dest / "results"
+    if out.exists():
+        shutil.rmtree(out)
+    n = 0
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src)
+        if (f.is_file() and f.suffix in (".csv", ".json") and ".tmp-" not in f.name
+                and not any(part.startswith(".") or part == "executed" for part in rel.parts)
+                and f.name not in ("activations.json", "notebooks.json")):
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+            n += 1
+    index = json.loads(index_file.read_text())
+    notebooks_file = src / "notebooks.json"
+    notebooks = json.loads(notebooks_file.read_text()) if notebooks_file.exists() else {}
+    prov = {"run": cfg["name"], "config": cfg,
+            "config_file": str(cfg_path.resolve().relative_to(root)) if root and cfg_path.resolve().is_relative_to(root)
+            else str(cfg_path),
+            **_commit(root), "machine": machine(), "versions": library_versions(),
+            "published": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "pipeline": _pipeline_record(index),
+            "notebooks": {k: {kk: v[kk] for kk in ("status", "wall_time_s", "peak_rss_mib", "finished") if kk in v}
+                          for k, v in sorted(notebooks.items())},
+            "pairs": sorted({(e["model"], e["task"]) for e in index.get("entries", [])})}
+    write_json_atomic(dest / "provenance.json", prov)
+    log(f"[publish] {n} result files of run {cfg['name']!r} -> {out}; provenance: {dest / 'provenance.json'}")
+    return dest
