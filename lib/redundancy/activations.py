@@ -25,7 +25,7 @@ from .errors import DataError, SequenceTooLongError
 from .models import LoadedModel
 from .store import ActivationStore, Activations
 from .tasks import TaskData
-from .utils import stable_hash
+from .utils import fault_point, stable_hash
 
 AGGREGATIONS = ("last", "first", "mean")
 
@@ -221,6 +221,7 @@ def word_activations(lm: LoadedModel, sentences: list[list[str]], out: np.ndarra
                 else:
                     out[dest] = vec
             bar.update(len(batch))
+            fault_point("extract")
     bar.close()
     return out, keep
 
@@ -275,6 +276,7 @@ def sentence_activations(lm: LoadedModel, texts: list[str], pairs: list[str] | N
             vec = torch.stack([h[rows_, pos] for h in hs], dim=1).float().cpu().numpy()
             out[np.asarray(batch)] = vec
             bar.update(len(batch))
+            fault_point("extract")
     bar.close()
     return out
 

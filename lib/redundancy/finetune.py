@@ -26,7 +26,7 @@ import numpy as np
 from .config import CACHE_VERSION, cache_dir
 from .models import LoadedModel, load_model, model_identity
 from .tasks import TaskData
-from .utils import atomic_dir, clean_stale_tmp, file_lock, set_seed, stable_hash, write_json_atomic
+from .utils import atomic_dir, clean_stale_tmp, fault_point, file_lock, set_seed, stable_hash, write_json_atomic
 
 
 @dataclass
@@ -198,6 +198,7 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
                                         if str(device).startswith("cuda") else None, "losses": losses, "step": step,
                                         "order": order, "pos": pos, "elapsed": elapsed + time.time() - t0})
                 last_save = time.time()
+            fault_point("finetune-step")
             if _stop_after is not None and step >= _stop_after:  # tests: a kill at this step
                 raise KeyboardInterrupt(f"stopped after step {step}")
         bar.close()

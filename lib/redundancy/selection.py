@@ -38,7 +38,7 @@ from sklearn.base import clone, is_regressor
 from .clustering import CorrelationClustering
 from .probe import LinearProbe, LinearProbeRegressor, fit_probes, scores
 from .ranking import NeuronRanking, lca_ranking
-from .utils import file_sha256, stable_hash, write_json_atomic
+from .utils import fault_point, file_sha256, stable_hash, write_json_atomic
 
 __all__ = [
     "MAX_FEATURES_GRID", "PIPELINE_GRID", "METRICS", "ProbeEvaluator", "ProbeResult", "grid_sizes",
@@ -294,6 +294,7 @@ class ProbeEvaluator:
         record = json.loads(json.dumps(record, default=str))  # the checksum is of what is read back
         write_json_atomic(self.cache_dir / f"{key}.json",
                           {**record, "fit_seconds": r.fit_seconds, "npz": npz, "check": stable_hash(record, 24)})
+        fault_point("probe-save")
 
     def _scores(self, probe, split: _Split, neurons) -> dict:
         X = _gather(split.X, neurons)

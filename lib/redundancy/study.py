@@ -182,7 +182,7 @@ def section_cka(study: Study, task: str | None = None, split: str = "train", max
     from .cka import linear_cka_matrix
 
     task = study.general_task(task)
-    rows = []
+    rows, costs = [], []
     for m in study.models:
         acts = study.activations(m, task, split)
         t0 = time.perf_counter()
@@ -192,9 +192,12 @@ def section_cka(study: Study, task: str | None = None, split: str = "train", max
         for i in range(acts.n_layers):
             for j in range(acts.n_layers):
                 rows.append({"model": model_label(m), "task": task, "layer_i": i, "layer_j": j,
-                             "cka": float(M[i, j]), "rows": int(arr.shape[0]), "seconds": secs})
+                             "cka": float(M[i, j]), "rows": int(arr.shape[0])})
+        costs.append({"model": model_label(m), "task": task, "step": "cka matrix", "seconds": secs})
     df = pd.DataFrame(rows)
     study.save(df, "cka", "cka")
+    # measurements of time go to costs.csv, the only files that differ between two runs
+    study.save(pd.DataFrame(costs), "cka", "costs")
     return df
 
 
@@ -219,7 +222,7 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
     """
     from .clustering import CorrelationClustering, cluster_makeup, layer_of_neuron
 
-    sweep, makeup = [], []
+    sweep, makeup, costs = [], [], []
     for m, t in study.pairs():
         ev = study.evaluator(m, t)
         tr = study.activations(m, t, "train")
@@ -231,13 +234,15 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
         for c, r in zip(thresholds, trained):
             sweep.append({"model": model_label(m), "task": t, "threshold": float(c), "neurons": r.n_neurons,
                           "fraction_kept": r.n_neurons / ev.n_neurons, "dev": r.dev, "test": r.test,
-                          "metric": ev.metric, "cluster_seconds": secs})
+                          "metric": ev.metric})
+        costs.append({"model": model_label(m), "task": t, "step": "clustering", "seconds": secs})
         mk = cluster_makeup(cc.labels_, layer_of_neuron(tr.n_layers, tr.hidden_size))
         for rec in mk.reset_index().to_dict("records"):
             makeup.append({"model": model_label(m), "task": t, **rec})
     sweep, makeup = pd.DataFrame(sweep), pd.DataFrame(makeup)
     study.save(sweep, "clustering", "sweep")
     study.save(makeup, "clustering", "makeup")
+    study.save(pd.DataFrame(costs), "clustering", "costs")
     return sweep, makeup
 
 
@@ -290,7 +295,11 @@ def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GR
                         f"neurons_{model_label(m)}_{t}")
     df = pd.DataFrame(rows)
     study.save(df, "minimal_sets", "minimal_sets")
-    study.save(pd.concat(trials, ignore_index=True), "minimal_sets", "trials")
+    trials = pd.concat(trials, ignore_index=True)
+    study.save(trials.drop(columns=["fit_seconds"], errors="ignore"), "minimal_sets", "trials")
+    if "fit_seconds" in trials:
+        study.save(trials[["model", "task", "percentage", "k", "fit_seconds"]].rename(
+            columns={"fit_seconds": "seconds"}), "minimal_sets", "costs")
     return df
 
 

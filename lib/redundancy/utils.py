@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -98,3 +99,21 @@ def clean_stale_tmp(parent: Path, name: str) -> None:
     if parent.is_dir():
         for p in parent.glob(name + ".tmp-*"):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+_FAULT_HITS: dict = {}
+
+
+def fault_point(name: str) -> None:
+    """Where tests kill the process (``REDUNDANCY_FAULT=name:n`` sends SIGKILL at the n-th
+    pass through ``name``): a kill with no cleanup at a chosen step, for the resume tests.
+    Does nothing when the variable is unset."""
+    spec = os.environ.get("REDUNDANCY_FAULT")
+    if not spec:
+        return
+    point, _, n = spec.partition(":")
+    if point != name:
+        return
+    _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
+    if _FAULT_HITS[name] >= int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
