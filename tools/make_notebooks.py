@@ -64,13 +64,26 @@ plot_style()
 pd.set_option("display.precision", 3)'''
 
 
+def check_cell(params_source):
+    """The first lines of the set-up cell: papermill's parameters checked against the defaults."""
+    import ast
+
+    defaults = {}
+    for node in ast.parse(params_source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return ("from redundancy.notebook import check_parameters\n"
+            f"check_parameters(globals(), {defaults!r})  # a misspelt or mistyped parameter stops here\n")
+
+
 def notebook(name, title, intro, params, cells, setup=True):
     nb = nbf.v4.new_notebook()
+    all_params = COMMON_PARAMS + ("\n" + params.strip() if params.strip() else "")
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [md(f"# {title}\n\n{intro.strip()}"), code(INSTALL, ["remove-cell"]),
-                code(COMMON_PARAMS + ("\n" + params.strip() if params.strip() else ""), ["parameters", "hide-input"]),
-                code(SETUP if setup else LIGHT_SETUP, ["hide-input"]), *cells]
+                code(all_params, ["parameters", "hide-input"]),
+                code(check_cell(all_params) + (SETUP if setup else LIGHT_SETUP), ["hide-input"]), *cells]
     for i, c in enumerate(nb.cells):  # stable ids: regenerating an unchanged notebook changes nothing
         c.id = f"{name[:2]}-{i:02d}"
     nbf.write(nb, OUT / f"{name}.ipynb")
@@ -747,6 +760,28 @@ table below (from `configs/paper-scale.yml`). The probes use every sentence of t
 if len(NB):
     display(NB[["status", "wall_time_s", "peak_rss_mib"]].rename(
         columns={"wall_time_s": "wall s", "peak_rss_mib": "kernel peak MiB"}))''', ["hide-input"]),
+    md("## Figures at this scale"),
+    code('''if have("cka", "cka.csv"):
+    ck = pd.read_csv(R / "cka" / "cka.csv")
+    ms_ = sorted(ck.model.unique())
+    fig, axes = plt.subplots(1, len(ms_), figsize=(5.2 * len(ms_), 4.4), squeeze=False)
+    for ax, m in zip(axes[0], ms_):
+        g = ck[ck.model == m].pivot(index="layer_i", columns="layer_j", values="cka")
+        sns.heatmap(g, ax=ax, vmin=0, vmax=1, cmap="viridis", square=True, cbar_kws={"shrink": 0.8})
+        ax.invert_yaxis(); ax.set(title=f"{m}: linear CKA between layers ({ck[ck.model == m].task.iloc[0]})",
+                                  xlabel="layer", ylabel="layer")
+    plt.show()
+if have("clustering", "sweep.csv"):
+    sw = pd.read_csv(R / "clustering" / "sweep.csv"); p6 = paper_table("table6_clustering")
+    p6 = p6[p6.task == "Average"].assign(fraction_kept=lambda d: d.neurons / 9984)
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for (m, t), g in sw.groupby(["model", "task"]):
+        ax.plot(g.threshold, g.fraction_kept, marker="o", lw=1, alpha=0.8, label=f"ours: {m} / {t}")
+    for pm, g in p6.groupby("model"):
+        ax.plot(g.threshold, g.fraction_kept, "k--" if pm == "BERT" else "k:", lw=2, label=f"paper: {pm} (Table 6, average)")
+    ax.set(xlabel="clustering threshold c_t", ylabel="fraction of neurons kept",
+           title="Figure 2 / Table 6 at paper scale: neurons kept per threshold")
+    ax.legend(fontsize=7, ncol=2); plt.show()''', ["hide-input"]),
     md("## The paper's claims at this scale"),
     code('''claims = read_claims(R) if (R / "claims").is_dir() else []
 if claims:
@@ -755,4 +790,50 @@ if claims:
         print(f"- {r['claim (paper)']}: {r['verdict here']}\\n    {json.dumps(r['evidence'], default=str)[:500]}")''',
          ["hide-input"]),
     *REPRO_COMPARE,
+], setup=False)
+
+
+notebook("11_troubleshooting", "Troubleshooting: bad input and faults", """
+What happens when something is wrong: a mistake in the input, or a fault during a run. Every
+row of the table below was produced when this page was executed, by running the library on
+that bad input in a scratch folder (`redundancy.troubleshooting`); the test suite runs the same
+cases (`tests/test_troubleshooting.py`).
+""", "", [
+    code('''import tempfile
+from redundancy.troubleshooting import check_cases
+with tempfile.TemporaryDirectory() as scratch:
+    T = check_cases(scratch)
+glue("tr_cases", len(T)); glue("tr_clear", int(T.clear.sum())); glue("tr_intact", int(T.cache_intact.sum()))
+pd.set_option("display.max_colwidth", None)
+display(T[["case", "example", "error", "message"]].style.hide(axis="index").set_properties(
+    **{"text-align": "left", "white-space": "normal"}))''', ["hide-input"]),
+    md('''## Bad input
+
+Of {glue:text}`tr_cases` kinds of bad input, {glue:text}`tr_clear` got the expected error class
+with a message that names the file and line, the parameter or the value, and says what to do;
+after {glue:text}`tr_intact` of them the cache (a stored activation entry, checked by size and
+sha256 before and after) was exactly as before. Errors are raised before anything is written:
+an activation entry is built in a temporary folder and moved into place only when complete.
+
+Notebook parameters are checked in the cell right after papermill's injected parameters, so a
+misspelt name (`-p treshold 0.3`) or a wrong type stops the notebook before any work, naming the
+parameter; `python -m redundancy notebooks` also refuses a parameter that no notebook declares.'''),
+    md('''## Faults during a run
+
+| fault | what happens | checked by |
+| --- | --- | --- |
+| the run is killed (SIGKILL) during extraction | the half-written entry lives in a `*.tmp-*` folder that is never read, and is removed by the next run; finished entries are reused | `tests/test_faults.py` (kill at the second batch) |
+| killed during fine-tuning | a checkpoint (weights, optimizer, schedule, both random streams, position in the epoch) is written every 2 minutes; the next run resumes from it and ends with the same weights, bit for bit | `tests/test_finetune.py`, `tests/test_faults.py` |
+| killed during a probe sweep | every trained probe is cached as it finishes (coefficients, scores, checksums); the next run trains only the missing ones | `tests/test_faults.py` (kill at the fourth probe) |
+| killed during a notebook | the notebook's stamp is written only after it succeeds, so the next batch runs it again (its probes come from the cache) and skips the finished ones | `tests/test_notebooks.py` |
+| two runs at once on one cache | each entry is built under a file lock; the second run waits and reuses the first's work | `tests/test_faults.py`, `tests/test_store.py` |
+| a truncated or edited cache file | sizes are always checked; a file written after its entry was made is checksummed (sha256 in the metadata); probe entries carry the sha256 of their arrays and a checksum of their scores; a damaged entry is reported and recomputed, never read | `tests/test_store.py`, `tests/test_selection.py` |
+| a damaged fine-tuning checkpoint | reported, discarded, training starts over | `tests/test_finetune.py` |
+| a notebook fails | the batch names the notebook, the cell and the error, runs the others and exits with status 1 | `tests/test_notebooks.py` |
+
+Every kill test compares the files of the resumed run with those of an uninterrupted run, byte
+for byte. Two runs from a clean cache give byte-identical result files (every random step is
+seeded, labels are in a fixed order, sorting is stable); the only files that differ hold
+measurements of time (`costs.csv`, the `timing/` section, `notebooks.json`). See it with
+`bash run.sh test -k "faults or troubleshooting"`.'''),
 ], setup=False)

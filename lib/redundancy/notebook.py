@@ -75,3 +75,41 @@ def find_repo(start: str | Path = ".") -> Path | None:
         if (q / "pyproject.toml").exists() and (q / "lib" / "redundancy").exists():
             return q
     return None
+
+
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "root"}
+
+
+def check_parameters(namespace: dict, defaults: dict) -> None:
+    """Check a notebook's parameters as papermill left them, in the notebook's first cell.
+
+    ``defaults`` are the values of the notebook's ``parameters`` cell. A name papermill
+    injected that the notebook does not declare (a typo: ``treshold``) and a value whose
+    type does not match its default's (``thresholds="0.3"`` for a list) raise an error that
+    names the parameter, what was given and what the notebook takes, before any work starts.
+    A default of None accepts None, text, numbers and lists (a model name, a task subset).
+    """
+    import types
+
+    declared = set(defaults)
+    unknown = sorted(k for k, v in namespace.items()
+                     if not k.startswith("_") and k not in declared and k not in _KERNEL_NAMES
+                     and not isinstance(v, (types.ModuleType, types.FunctionType, type)))
+    if unknown:
+        raise NameError(f"unknown notebook parameter(s) {unknown}: this notebook's parameters are "
+                        f"{sorted(declared)} (see its parameters cell); check the spelling of -p / parameters=")
+    for name, default in defaults.items():
+        value = namespace.get(name, default)
+        if default is None:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, (list, tuple)):
+            ok = isinstance(value, (list, tuple))
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise TypeError(f"notebook parameter {name!r} = {value!r} is a {type(value).__name__}, but this "
+                            f"notebook takes a {type(default).__name__} (default {default!r})")
