@@ -71,6 +71,18 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_bert, monkeypatch):
     # unchanged inputs: everything is skipped
     again = run_notebooks(config, executed, params=params, log=lambda *a: None)
     assert set(again.values()) == {"skipped"}
+    # publish the run (as `bash run.sh paper-scale` does) and show it on the paper-scale pages
+    from redundancy.publish import publish
+
+    pub = publish(config, tmp_path / "published", log=lambda *a: None)
+    prov = json.loads((pub / "provenance.json").read_text())
+    assert prov["run"] == "tiny-book" and len(prov["notebooks"]) == len(notebooks())
+    assert all(v["wall_time_s"] > 0 and v["peak_rss_mib"] > 0 for v in prov["notebooks"].values())
+    assert (pub / "results" / "layers" / "layers.csv").read_bytes() == (res / "layers" / "layers.csv").read_bytes()
+    assert not list((pub / "results").rglob("*.ipynb")) and not (pub / "results" / "activations.json").exists()
+    shown = run_notebooks(config, executed, only=["08", "10"], params={"published": str(pub)}, force=True,
+                          log=logs.append)
+    assert set(shown.values()) == {"ran"}, "\n".join(logs)
 
     # a small book from these outputs, built strictly
     book = tmp_path / "book"
