@@ -433,11 +433,18 @@ if ls_path.exists():
     glue("eff_speed_max", max(sp)); glue("eff_speed_mean", float(np.mean(sp)))
 else:
     glue("eff_speed_max", float("nan")); glue("eff_speed_mean", float("nan"))
+PT = paper_table("timings").set_index("key").value
+for k in ("ls_speedup_bert_labeling", "ls_speedup_xlnet_labeling", "ls_speedup_bert_classification",
+          "ls_speedup_xlnet_classification", "classifier_all_features_seconds_fig5", "classifier_reduced_seconds_fig5"):
+    glue("paper_" + k, float(PT[k]))
 ax.legend(); plt.show()''', ["hide-input"]),
     md('''Running only the layers LayerSelector keeps makes the forward pass up to
 {glue:text}`eff_speed_max:.2f` times faster here (mean {glue:text}`eff_speed_mean:.2f` over the
-run's tasks). The paper reports 2.8x (BERT) and 6.2x (XLNet) on average for its labeling tasks
-(§7.2, Figures 10–11, forward passes on an NVIDIA GTX TITAN X GPU); the speed-up is bounded by the share of layers kept, and
+run's tasks). The paper reports {glue:text}`paper_ls_speedup_bert_labeling`x (BERT) and
+{glue:text}`paper_ls_speedup_xlnet_labeling`x (XLNet) on average for its labeling tasks, and
+{glue:text}`paper_ls_speedup_bert_classification`x and {glue:text}`paper_ls_speedup_xlnet_classification`x
+for its classification tasks (§7.2, Figures 10–11, forward passes on an NVIDIA GTX TITAN X GPU; the
+numbers are in `data/paper/timings.csv`); the speed-up is bounded by the share of layers kept, and
 the embedded model has fewer layers.'''),
     code('''ct = tm["classifier"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -450,8 +457,9 @@ axes[0].legend(); plt.show()
 r = ct.groupby("model").apply(lambda g: g.train_seconds.iloc[-1] / g.train_seconds.iloc[0])
 _ = glue("eff_train_ratio", float(r.iloc[0]))''', ["hide-input"]),
     md('''Training the probe on all neurons takes {glue:text}`eff_train_ratio:.1f` times as long as
-on the smallest feature set (Figure 5's analogue; the paper reports 50 s down to 10 s for BERT
-on 100,000 tokens).'''),
+on the smallest feature set (Figure 5's analogue; the paper reports
+{glue:text}`paper_classifier_all_features_seconds_fig5` s down to
+{glue:text}`paper_classifier_reduced_seconds_fig5` s for BERT on 100,000 tokens, on a 6-core AMD Opteron).'''),
     code('''fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
 for ax, (k, x, title) in zip(axes, [("extraction", "tokens", "Extraction (Figure 12)"), ("clustering", "tokens", "Correlation clustering (Figure 13)"),
                                       ("ranking", "features", "LCA ranking (Figure 14)")]):
