@@ -435,7 +435,8 @@ def test_clone_and_params():
     cc = CorrelationClustering(threshold=0.5)
     c2 = clone(cc)
     assert c2 is not cc and c2.get_params() == cc.get_params()
-    assert c2.get_params() == {"threshold": 0.5, "representative": "random", "random_state": 0, "chunk": None}
+    assert c2.get_params() == {"threshold": 0.5, "representative": "random", "random_state": 0, "chunk": None,
+                               "memory": None}
     fitted = CorrelationClustering(threshold=0.5).fit(correlated_data(rows=40, neurons=8))
     assert not hasattr(clone(fitted), "labels_")
     assert fitted.n_features_in_ == 8 and fitted.linkage_.shape == (7, 4)
@@ -449,3 +450,33 @@ def test_same_inputs_same_outputs():
     np.testing.assert_array_equal(a.labels_, b.labels_)
     np.testing.assert_array_equal(a.linkage_, b.linkage_)
     np.testing.assert_array_equal(a.representatives_, b.representatives_)
+
+
+def test_memory_caches_the_tree_and_rejects_damage(tmp_path, monkeypatch, capsys):
+    import redundancy.clustering as C
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 40)).astype(np.float32)
+    X[:, 20:] = X[:, :20] + 0.1 * rng.standard_normal((300, 20)).astype(np.float32)
+    ref = CorrelationClustering(threshold=0.3).fit(X)
+    first = CorrelationClustering(threshold=0.3, memory=tmp_path).fit(X)
+    assert len(list(tmp_path.glob("tree-*.npz"))) == 1
+    calls = []
+    real = C.correlation_linkage
+    monkeypatch.setattr(C, "correlation_linkage", lambda *a, **k: calls.append(1) or real(*a, **k))
+    second = CorrelationClustering(threshold=0.5, memory=tmp_path).fit(X)  # another cut of the same tree
+    assert calls == []
+    np.testing.assert_array_equal(second.linkage_, ref.linkage_)
+    np.testing.assert_array_equal(first.labels_, ref.labels_)
+    np.testing.assert_array_equal(second.labels_, ref.labels_at(0.5))
+    # other data is another tree
+    X2 = X.copy()
+    X2[0, 0] += 1.0
+    CorrelationClustering(memory=tmp_path).fit(X2)
+    assert calls == [1] and len(list(tmp_path.glob("tree-*.npz"))) == 2
+    # a damaged file is reported and recomputed
+    for f in tmp_path.glob("tree-*.npz"):
+        f.write_bytes(f.read_bytes()[:50])
+    again = CorrelationClustering(threshold=0.3, memory=tmp_path).fit(X)
+    assert "rejected" in capsys.readouterr().out and len(calls) == 2
+    np.testing.assert_array_equal(again.labels_, ref.labels_)

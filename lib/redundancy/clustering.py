@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numbers
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from scipy.cluster import hierarchy
@@ -439,6 +441,38 @@ def _medoid(dist: np.ndarray, n: int, idx: np.ndarray) -> int:
     return int(idx[np.argmin(sums)])  # the mean is sums / (m - 1): same order
 
 
+def _cached_tree(X, folder: Path):
+    """``((linkage, dead) or None, store)`` for activations ``X`` in the cache ``folder``."""
+    import hashlib
+    import os
+    import tempfile
+    import zipfile
+
+    h = hashlib.sha256(f"{X.shape}|{X.dtype}|tree-v1".encode())
+    step = max(1, (64 << 20) // max(1, X.shape[1] * X.dtype.itemsize))
+    for s in range(0, X.shape[0], step):
+        h.update(np.ascontiguousarray(X[s:s + step]).tobytes())
+    path = Path(folder) / f"tree-{h.hexdigest()[:24]}.npz"
+
+    def store(Z, dead):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
+        os.close(fd)
+        np.savez(tmp, linkage=Z, dead=dead)
+        os.replace(tmp, path)
+
+    if path.exists():
+        try:
+            with np.load(path) as z:  # zip members carry CRC-32: a damaged file fails here
+                Z, dead = z["linkage"], z["dead"]
+            if Z.shape == (X.shape[1] - 1, 4):
+                return (Z, dead), store
+            raise ValueError(f"tree of shape {Z.shape} for {X.shape[1]} neurons")
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+            print(f"[redundancy] cached clustering tree {path} rejected and recomputed: {e}", flush=True)
+    return None, store
+
+
 class CorrelationClustering(TransformerMixin, BaseEstimator):
     """Correlation clustering of neurons (Dalvi et al., 2020, section 5.2).
 
@@ -459,6 +493,11 @@ class CorrelationClustering(TransformerMixin, BaseEstimator):
     chunk : int or None, default None
         Rows per chunk when computing correlations (bounds the working memory for rows to
         ``4 * chunk * neurons`` bytes besides the ``N x N`` sums; None: 64 MiB).
+    memory : path-like or None, default None
+        A folder where the tree is cached, keyed by the sha256 of the activations (like
+        scikit-learn's ``AgglomerativeClustering(memory=...)``): a second fit on the same
+        data (a rerun, or a run resumed after a kill) reads the tree instead of recomputing
+        the correlations. Not used with ``representative="medoid"``, which needs the distances.
 
     Attributes
     ----------
@@ -485,11 +524,12 @@ class CorrelationClustering(TransformerMixin, BaseEstimator):
     >>> [len(cc.representatives_at(t)) for t in (0.1, 0.3, 0.5, 0.7)]   # doctest: +SKIP
     """
 
-    def __init__(self, threshold=0.3, representative="random", random_state=0, chunk=None):
+    def __init__(self, threshold=0.3, representative="random", random_state=0, chunk=None, memory=None):
         self.threshold = threshold
         self.representative = representative
         self.random_state = random_state
         self.chunk = chunk
+        self.memory = memory
 
     def fit(self, X, y=None):
         """Cluster the neurons (columns) of ``X``.
@@ -509,7 +549,15 @@ class CorrelationClustering(TransformerMixin, BaseEstimator):
             raise ValueError(f"representative must be 'random' or 'medoid', not {self.representative!r}")
         chunk = _check_chunk(self.chunk)
         X = _check_activations(X)
-        Z, dead, dist = correlation_linkage(X, chunk=chunk, return_distances=True)
+        cached = None
+        if self.memory is not None and self.representative != "medoid":
+            cached, store = _cached_tree(X, Path(self.memory))
+        if cached is not None:
+            Z, dead, dist = cached[0], cached[1], None
+        else:
+            Z, dead, dist = correlation_linkage(X, chunk=chunk, return_distances=True)
+            if self.memory is not None and self.representative != "medoid":
+                store(Z, dead)
         if self.representative == "medoid":
             self.distances_ = dist
         else:

@@ -716,7 +716,7 @@ class CCFSResult:
 
 def ccfs(ev: ProbeEvaluator, top_layer: int, threshold: float = 0.3, delta: float = 0.01, grid=PIPELINE_GRID,
          representative: str = "random", random_state=0, n_total: int | None = None,
-         search_stride: int = 1000) -> CCFSResult:
+         search_stride: int = 1000, memory=None) -> CCFSResult:
     """CCFS (section 7): cluster layers ``0..top_layer``, keep one neuron per cluster, then LCA + grid.
 
     The clustering runs on the training activations of the selected layers only; its
@@ -737,13 +737,15 @@ def ccfs(ev: ProbeEvaluator, top_layer: int, threshold: float = 0.3, delta: floa
         Allowed relative drop from the clustered set's dev score (the paper: 1%).
     grid : sequence of float, default PIPELINE_GRID
         Percentages of ``n_total`` (all neurons of the network, as the reference).
-    representative, random_state
-        Passed to :class:`~redundancy.clustering.CorrelationClustering`.
+    representative, random_state, memory
+        Passed to :class:`~redundancy.clustering.CorrelationClustering` (``memory``: a
+        folder that caches the clustering tree).
     """
     if not 0 <= int(top_layer) < ev.n_layers:
         raise ValueError(f"top_layer {top_layer} out of range 0..{ev.n_layers - 1}")
     layer_idx = layer_neurons(range(int(top_layer) + 1), ev.hidden)
-    cc = CorrelationClustering(threshold=threshold, representative=representative, random_state=random_state)
+    cc = CorrelationClustering(threshold=threshold, representative=representative, random_state=random_state,
+                               memory=memory)
     cc.fit(_gather(ev.train.X, layer_idx))
     clustered = layer_idx[cc.representatives_]
     base = ev.evaluate(clustered, name=f"clustered (c_t={threshold}, {clustered.size} neurons)")
@@ -754,7 +756,7 @@ def ccfs(ev: ProbeEvaluator, top_layer: int, threshold: float = 0.3, delta: floa
 
 def ls_ccfs(ev: ProbeEvaluator, delta_ls: float = 0.01, delta_ccfs: float = 0.01, threshold: float = 0.3,
             grid=PIPELINE_GRID, representative: str = "random", random_state=0,
-            oracle: ProbeResult | None = None) -> dict:
+            oracle: ProbeResult | None = None, memory=None) -> dict:
     """LayerSelector then CCFS (section 7): one row of Tables 9 and 10.
 
     Returns
@@ -768,7 +770,7 @@ def ls_ccfs(ev: ProbeEvaluator, delta_ls: float = 0.01, delta_ccfs: float = 0.01
     """
     sel = layer_selector(ev, delta=delta_ls, oracle=oracle)
     c = ccfs(ev, sel.top_layer, threshold=threshold, delta=delta_ccfs, grid=grid,
-             representative=representative, random_state=random_state)
+             representative=representative, random_state=random_state, memory=memory)
     return {"oracle_dev": sel.oracle.dev, "oracle_test": sel.oracle.test, "oracle_neurons": ev.n_neurons,
             "ls_layers": sel.n_layers, "ls_top_layer": sel.top_layer, "ls_dev": sel.dev, "ls_test": sel.test,
             "ls_neurons": sel.n_layers * ev.hidden, "ls_found": sel.found,

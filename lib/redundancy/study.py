@@ -227,7 +227,8 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
         ev = study.evaluator(m, t)
         tr = study.activations(m, t, "train")
         t0 = time.perf_counter()
-        cc = CorrelationClustering(threshold=makeup_threshold, random_state=study.seed).fit(tr.flat())
+        cc = CorrelationClustering(threshold=makeup_threshold, random_state=study.seed,
+                                   memory=cache_dir() / "clustering").fit(tr.flat())
         secs = time.perf_counter() - t0
         kept = [None if c == 0 else cc.representatives_at(c) for c in thresholds]
         trained = ev.evaluate_many(kept, [f"{model_label(m)}/{t} c_t={c}" for c in thresholds])
@@ -313,7 +314,7 @@ def section_ls_ccfs(study: Study, delta_ls: float = 0.01, delta_ccfs: float = 0.
     for m, t in study.pairs():
         ev = study.evaluator(m, t)
         rep = ls_ccfs(ev, delta_ls=delta_ls, delta_ccfs=delta_ccfs, threshold=threshold, grid=grid,
-                      random_state=study.seed)
+                      random_state=study.seed, memory=cache_dir() / "clustering")
         rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "metric": ev.metric,
                      **{k: v for k, v in rep.items() if not k.startswith("_")}})
     df = pd.DataFrame(rows)
