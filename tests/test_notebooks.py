@@ -133,3 +133,22 @@ def test_cli_exit_status_and_bad_config(tmp_path):
     assert main(["notebooks", "--config", str(tmp_path / "missing.yml"), "--output", str(tmp_path / "o")]) == 2
     with pytest.raises(ValueError, match="no notebook matches"):
         run_notebooks(ROOT / "configs" / "default.yml", tmp_path / "out", only=["zz-none"])
+
+
+def test_changed_published_data_reruns_the_notebooks_that_read_it(tmp_path, monkeypatch):
+    """A notebook's skip stamp covers the committed data it reads (the published paper-scale
+    results, the benchmark results, the paper's tables), not only its source and config."""
+    from redundancy import batch
+
+    nb = ROOT / "notebooks" / "10_paper_scale.ipynb"
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    (pub / "provenance.json").write_text('{"run": "a"}')
+    cfg = ROOT / "configs" / "default.yml"
+    a = batch._stamp(nb, cfg, {}, {"published": str(pub)})
+    assert a == batch._stamp(nb, cfg, {}, {"published": str(pub)})
+    (pub / "provenance.json").write_text('{"run": "b"}')
+    assert batch._stamp(nb, cfg, {}, {"published": str(pub)}) != a
+    # a notebook that reads no published data is not affected
+    other = ROOT / "notebooks" / "04_layers.ipynb"
+    assert batch._stamp(other, cfg, {}, {}) == batch._stamp(other, cfg, {}, {})

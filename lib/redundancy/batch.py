@@ -13,6 +13,7 @@ Results are written as CSV/JSON by the notebooks themselves (``<results>/<run>/`
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -49,12 +50,28 @@ def _results_of(config: Path) -> Path:
     return results_dir(load_config(config))
 
 
-def _stamp(nb: Path, config: Path, params: dict) -> str:
+def _data_files(nb: Path, params: dict) -> list[Path]:
+    """Committed data a notebook reads besides its run: the paper's tables, and the published
+    paper-scale results or the benchmark results when it takes those parameters."""
+    root = repo_root()
+    files = sorted((root / "data" / "paper").glob("*.csv")) if root else []
+    if "published" in params and params["published"]:
+        files.append((nb.parent / str(params["published"]) / "provenance.json").resolve())
+    if "benchmarks" in params:
+        b = params["benchmarks"]
+        files.append((nb.parent / str(b)).resolve() if b else root / "data" / "benchmarks" / "results.json")
+    return files
+
+
+def _stamp(nb: Path, config: Path, params: dict, effective: dict | None = None) -> str:
     h = hashlib.sha256()
     h.update(nb.read_bytes())
     h.update(config.read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(_lib_hash().encode())
+    for f in _data_files(nb, effective if effective is not None else params):  # a changed data file re-runs the notebooks that read it
+        h.update(str(f.name).encode())
+        h.update(f.read_bytes() if f.is_file() else b"(missing)")
     return h.hexdigest()[:20]
 
 
@@ -140,7 +157,7 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
         nbs = [nb for nb in nbs if any(o in nb.stem for o in only)]
         if not nbs:
             raise ValueError(f"no notebook matches {only}")
-    declared = {nb.name: set(pm.inspect_notebook(str(nb))) for nb in nbs}
+    declared = {nb.name: pm.inspect_notebook(str(nb)) for nb in nbs}  # name -> default, type, help
     unused = set(params) - set().union(*declared.values())
     if unused:
         raise ValueError(f"no notebook has the parameter(s) {sorted(unused)}; see the parameters cell of each")
@@ -151,7 +168,14 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
             nb_params["config"] = os.path.relpath(config, nb.parent)
         except ValueError:  # another drive (Windows)
             pass
-        stamp = _stamp(nb, config, nb_params)
+        defaults = {}
+        for k in ("published", "benchmarks"):  # where the notebook reads committed data (its default)
+            if k in declared[nb.name]:
+                try:
+                    defaults[k] = ast.literal_eval(str(declared[nb.name][k].get("default")))
+                except (ValueError, SyntaxError):
+                    defaults[k] = None
+        stamp = _stamp(nb, config, nb_params, {**defaults, **nb_params})
         if not force and out.exists() and stamps.get(nb.name) == stamp:
             status[nb.name] = "skipped"
             log(f"[notebook] {nb.name}: unchanged, skipped")
