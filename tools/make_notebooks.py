@@ -803,18 +803,20 @@ if claims:
 
 notebook("11_troubleshooting", "Troubleshooting: bad input and faults", """
 What happens when something is wrong: a mistake in the input, or a fault during a run. Every
-row of the table below was produced when this page was executed, by running the library on
+entry of the list below was produced when this page was executed, by running the library on
 that bad input in a scratch folder (`redundancy.troubleshooting`); the test suite runs the same
 cases (`tests/test_troubleshooting.py`).
 """, "", [
-    code('''import tempfile
+    code('''import html, tempfile
+import transformers; transformers.logging.set_verbosity_error()
 from redundancy.troubleshooting import check_cases
 with tempfile.TemporaryDirectory() as scratch:
     T = check_cases(scratch)
 glue("tr_cases", len(T)); glue("tr_clear", int(T.clear.sum())); glue("tr_intact", int(T.cache_intact.sum()))
-pd.set_option("display.max_colwidth", None)
-display(T[["case", "example", "error", "message"]].style.hide(axis="index").set_properties(
-    **{"text-align": "left", "white-space": "normal"}))''', ["hide-input"]),
+def esc(t): return html.escape(t).replace("*", "\\*").replace("_", "\\_").replace("`", "'")
+display(Markdown("\\n".join(
+    f"- **{r.case}** ({esc(r.example)}): `{r.error}`" + (" (the expected error)" if r.clear else " (**not the expected error**)")
+    + ("" if r.cache_intact else " (**the cache changed**)") + f"<br>{esc(r.message)}" for r in T.itertuples())))''', ["hide-input"]),
     md('''## Bad input
 
 Of {glue:text}`tr_cases` kinds of bad input, {glue:text}`tr_clear` got the expected error class
