@@ -414,3 +414,23 @@ def test_extract_sentence_task(models, sentence_task_factory, tmp_path):
     np.testing.assert_array_equal(a.labels, [0, 1, 0, 1])
     np.testing.assert_array_equal(a.sentence_ids, np.arange(4))
     assert a.meta["config"]["aggregation"] == "cls-last"
+
+
+def test_set_threads_takes_the_environment(monkeypatch):
+    import torch
+
+    from redundancy.activations import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("REDUNDANCY_THREADS", "1")
+        set_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv("REDUNDANCY_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        set_threads()
+        assert torch.get_num_threads() == 1
+        set_threads(2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -52,10 +52,14 @@ def _batches(lengths: np.ndarray, max_tokens: int, max_sentences: int):
 
 
 def set_threads(n: int | None = None) -> None:
-    """Use every core for torch's intra-op work (``n`` overrides)."""
+    """Threads for torch's intra-op work: ``n``, else ``$REDUNDANCY_THREADS``, else
+    ``$OMP_NUM_THREADS``, else every core. Two jobs sharing a machine should each take a
+    share: more threads than cores makes OpenMP's waiting threads spin, many times slower."""
     import torch
 
-    torch.set_num_threads(n or os.cpu_count() or 1)
+    env = os.environ.get("REDUNDANCY_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(n or (int(env) if env and env.isdigit() and int(env) > 0 else None)
+                          or os.cpu_count() or 1)
 
 
 def encode_words(lm: LoadedModel, sentences: list[list[str]], truncate: bool = False,
