@@ -389,3 +389,19 @@ def test_two_processes_fill_once(tmp_path):
     np.testing.assert_array_equal(np.asarray(entry.array),
                                   np.arange(30, dtype=np.float32).reshape(5, 2, 3))
     assert list(root.rglob("*.tmp-*")) == []
+
+
+def test_full_disk_is_a_clear_error_and_leaves_nothing(store, monkeypatch):
+    import errno
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(CacheError, match="not enough disk space.*REDUNDANCY_CACHE"):
+        create(store)
+    assert store.get(CONFIG) is None
+    assert not [p for p in store.root.rglob("*") if p.is_dir() and ".tmp-" in p.name]
+    monkeypatch.undo()
+    a, _ = create(store)  # with space again, the entry is made
+    assert store.get(CONFIG, verify="full") is not None

@@ -839,6 +839,7 @@ parameter; `python -m redundancy notebooks` also refuses a parameter that no not
 | killed during a notebook | the notebook's stamp is written only after it succeeds, so the next batch runs it again (its probes come from the cache) and skips the finished ones | `tests/test_notebooks.py` |
 | two runs at once on one cache | each entry is built under a file lock; the second run waits and reuses the first's work | `tests/test_faults.py`, `tests/test_store.py` |
 | a truncated or edited cache file | sizes are always checked; a file written after its entry was made is checksummed (sha256 in the metadata); probe entries carry the sha256 of their arrays and a checksum of their scores; a damaged entry is reported and recomputed, never read | `tests/test_store.py`, `tests/test_selection.py` |
+| the disk fills up | an activation entry's space is reserved before it is written (`posix_fallocate`), so a full disk is an error naming the file, its size and `REDUNDANCY_CACHE`, not a crash of the memory map; nothing is kept | `tests/test_store.py` |
 | a damaged fine-tuning checkpoint | reported, discarded, training starts over | `tests/test_finetune.py` |
 | a notebook fails | the batch names the notebook, the cell and the error, runs the others and exits with status 1 | `tests/test_notebooks.py` |
 

@@ -17,7 +17,9 @@ reads as finished, and two runs on one cache do not write the same entry at once
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import platform
 import time
 from contextlib import contextmanager
@@ -238,6 +240,23 @@ class ActivationStore:
         return out
 
 
+def _reserve(path: Path) -> None:
+    """Allocate a memory-mapped file's blocks now: on a disk too small this fails at once with a
+    clear error, instead of the process dying of SIGBUS when a page of the map is first written."""
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise CacheError(f"not enough disk space for {path.name} ({size / 2**30:.2f} GiB) in {path.parent.parent}: "
+                             "free some space or point REDUNDANCY_CACHE at a larger disk; nothing was kept") from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # filesystems without fallocate
+            raise
+    finally:
+        os.close(fd)
+
+
 class EntryWriter:
     """Arrays of an entry being written (see :meth:`ActivationStore.writer`)."""
 
@@ -245,6 +264,7 @@ class EntryWriter:
         self.folder = folder
         self.array = np.lib.format.open_memmap(folder / "activations.npy", mode="w+",
                                                dtype=np.dtype(dtype), shape=tuple(shape))
+        _reserve(folder / "activations.npy")
         self.labels = None
         self.sentence_ids = None
         self.meta: dict = {}
