@@ -16,43 +16,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import statistics
 import tempfile
-import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
 warnings.filterwarnings("ignore")
-
-
-class PeakRSS:
-    def __init__(self):
-        self.proc = psutil.Process()
-
-    def __enter__(self):
-        self.base = self.proc.memory_info().rss
-        self.peak = self.base
-        self.stop = False
-        self.t = threading.Thread(target=self._poll, daemon=True)
-        self.t.start()
-        return self
-
-    def _poll(self):
-        while not self.stop:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        self.stop = True
-        self.t.join()
-
-    @property
-    def mb(self):
-        return (self.peak - self.base) / 2**20
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main():
@@ -103,7 +79,7 @@ def main():
                 t = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t)
-            peaks[name] = max(peaks[name], m.mb)
+            peaks[name] = max(peaks[name], m.extra_mib)
     base = statistics.median(times["bare forward loop"])
     print(f"model {args.model} ({lm.n_layers} x {lm.hidden_size}), task {args.task}/{args.split}: "
           f"{len(sents)} sentences, {n_words} words; torch threads {torch.get_num_threads()}; "

@@ -66,7 +66,7 @@ def _cluster_child(which: str, run: str, model: str, task: str, threshold: float
                 labels = np.asarray(create_correlation_clusters(X, clustering_threshold=threshold)) - 1
         else:
             labels = CorrelationClustering(threshold=threshold).fit(X).labels_
-    q.put({"seconds": time.perf_counter() - t0, "peak_extra_mib": peak.peak - base, "labels": labels.tolist()})
+    q.put({"seconds": time.perf_counter() - t0, "peak_extra_mib": peak.peak / 2**20 - base, "labels": labels.tolist()})
 
 
 def clustering(run, model, task, threshold, repeats):

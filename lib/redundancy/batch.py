@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from .config import repo_root
-from .utils import write_json_atomic
+from .utils import PeakSampler, write_json_atomic
 
 __all__ = ["notebooks", "run_notebooks"]
 
@@ -63,52 +63,32 @@ def _data_files(nb: Path, params: dict) -> list[Path]:
     return files
 
 
-def _stamp(nb: Path, config: Path, params: dict, effective: dict | None = None) -> str:
+def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None) -> str:
+    """A hash of what a notebook's output depends on: its source, the configuration, its
+    parameters, the library, and the committed data it reads (``reads``: its parameters
+    with their defaults filled in, see :func:`_data_files`)."""
     h = hashlib.sha256()
     h.update(nb.read_bytes())
     h.update(config.read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(_lib_hash().encode())
-    for f in _data_files(nb, effective if effective is not None else params):  # a changed data file re-runs the notebooks that read it
+    for f in _data_files(nb, params if reads is None else reads):
         h.update(str(f.name).encode())
         h.update(f.read_bytes() if f.is_file() else b"(missing)")
     return h.hexdigest()[:20]
 
 
-class _PeakChildRSS:
-    """Largest summed resident memory of this process's descendants (the notebook's kernel)
-    while inside, sampled every half second."""
+def _children_rss() -> int:
+    """Summed resident memory of this process's descendants (a notebook's kernel), in bytes."""
+    import psutil
 
-    def __enter__(self):
-        import threading
-
-        import psutil
-
-        self.peak = 0
-        self._stop = threading.Event()
-        me = psutil.Process()
-
-        def poll():
-            while not self._stop.wait(0.5):
-                total = 0
-                for c in me.children(recursive=True):
-                    try:
-                        total += c.memory_info().rss
-                    except psutil.Error:  # it ended meanwhile
-                        pass
-                self.peak = max(self.peak, total)
-
-        self._thread = threading.Thread(target=poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def peak_mib(self) -> float:
-        return round(self.peak / 2**20, 1)
+    total = 0
+    for c in psutil.Process().children(recursive=True):
+        try:
+            total += c.memory_info().rss
+        except psutil.Error:  # it ended meanwhile
+            pass
+    return total
 
 
 def _failure(e: Exception) -> str:
@@ -182,7 +162,7 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
             continue
         t0 = time.time()
         try:
-            with _PeakChildRSS() as mem:
+            with PeakSampler(_children_rss, 0.5) as mem:
                 pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent),
                                     progress_bar=False, kernel_name="python3", execution_timeout=timeout)
         except Exception as e:  # noqa: BLE001 - report, carry on with the others
