@@ -675,6 +675,10 @@ ps_claims = read_claims(PS) if PS is not None and (PS / "claims").is_dir() else 
 P = pd.DataFrame(ps_claims)
 glue("n_ps_claims", len(P)); glue("n_ps_holds", int((P["verdict here"] == "holds").sum()) if len(P) else 0)
 glue("n_ps_does_not_hold", int((P["verdict here"] == "does not hold").sum()) if len(P) else 0)
+ps_prov = Path(published) / "provenance.json" if published else None
+ps_pairs = json.loads(ps_prov.read_text())["pairs"] if ps_prov is not None and ps_prov.exists() else []
+glue("ps_scope", "; ".join(f"{m} on {', '.join(t for mm, t in ps_pairs if mm == m)}"
+                          for m in dict.fromkeys(m for m, _ in ps_pairs)) or "none published yet")
 if len(P):
     both = P[["claim (paper)", "verdict here", "chapter"]].rename(columns={"verdict here": "paper scale"}).merge(
         C[["claim (paper)", "verdict here"]].rename(columns={"verdict here": "this run"}), how="outer", on="claim (paper)")
@@ -683,8 +687,8 @@ else:
     display(C[["claim (paper)", "verdict here", "chapter"]])''', ["hide-input"]),
     md('''## Headline claims
 
-At paper scale (MPNet and MiniLM, the 150,000-token POS training set and the embedded sentence
-tasks; chapter [Paper scale](10_paper_scale.ipynb)) {glue:text}`n_ps_holds` of
+At paper scale (the published pairs: {glue:text}`ps_scope`; `oanc-pos` is the 150,000-token POS
+training set; chapter [Paper scale](10_paper_scale.ipynb)) {glue:text}`n_ps_holds` of
 {glue:text}`n_ps_claims` claims hold and {glue:text}`n_ps_does_not_hold` do not. On this run
 (the model(s) {glue:text}`run_models`, the task(s) {glue:text}`run_tasks`), of
 {glue:text}`n_claims` claims {glue:text}`n_holds` hold, {glue:text}`n_does_not_hold` do not,
@@ -701,7 +705,8 @@ The paper's claims are about BERT-base and XLNet-base (13 x 768 = 9,984 neurons)
 150,000-token training sets. This chapter shows this project's closest run on a 2-core CPU:
 MPNet (all-mpnet-base-v2, exactly 9,984 neurons) and MiniLM on `oanc-pos` (silver POS tags on
 the Open American National Corpus: 150,000 training tokens, and dev and test sets of the
-paper's sizes) and on every embedded sentence task. Both models are sentence-embedding
+paper's sizes), and in its configuration on every embedded sentence task; the pairs with
+published results are named below. Both models are sentence-embedding
 models fine-tuned by their authors, not raw pre-trained checkpoints; MiniLM vs MPNet stands
 in for the paper's BERT vs XLNet.
 
@@ -734,6 +739,7 @@ glue("ps_machine", f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('m
      + (f", {m['gpu']}" if m.get("gpu") else ", no GPU"))
 glue("ps_commit", (prov["commit"] or "unknown")[:10])
 glue("ps_pairs_total", pairs_total); glue("ps_pairs_done", len(done))
+glue("ps_pairs_list", ", ".join(f"{m} / {t}" for m, t in sorted(done)) or "none")
 glue("ps_max_neurons", int(E.neurons.max()) if len(E) else 0)
 tr = E[E.split == "train"] if len(E) else E
 pos = tr[tr.task.str.endswith("pos")] if len(tr) else tr
@@ -748,15 +754,18 @@ _ = glue("ps_peak_gib", round(max(peaks) / 1024, 1))''', ["hide-input"]),
 Published from commit {glue:text}`ps_commit` on {glue:text}`ps_machine`. The largest activation
 sets have {glue:text}`ps_max_neurons` neurons per row and {glue:text}`ps_max_train_tokens`
 training tokens. {glue:text}`ps_pairs_done` of the {glue:text}`ps_pairs_total` model x task pairs
-have results (a run finished across sessions fills in the rest). Computing took
+have results ({glue:text}`ps_pairs_list`; a run continued in a later session fills in the rest,
+`bash run.sh paper-scale` resumes it). Computing took
 {glue:text}`ps_finetune_min` minutes of fine-tuning, {glue:text}`ps_extract_min` minutes of
 extraction and {glue:text}`ps_notebooks_min` minutes of notebooks; the largest resident memory of
-any step was {glue:text}`ps_peak_gib` GiB.
+any step was {glue:text}`ps_peak_gib` GiB (resident set size, which counts the pages of the
+memory-mapped activation files a step has read, not only the memory it allocated).
 
 **Fine-tuning budget.** The paper fine-tuned every sentence task with `run_glue`'s defaults
-(3 epochs over all of train). One MPNet step of 32 sentences takes about 9 s on these 2 cores, so
-that recipe would cost about two hours per MPNet task; each task got instead the budget in the
-table below (from `configs/paper-scale.yml`). The probes use every sentence of the splits.'''),
+(3 epochs over all of train). On a 2-core CPU that recipe costs hours per MPNet task (the
+measurement is in the comments of `configs/paper-scale.yml`), so each task got instead the budget
+in the table below (fine-tuning epochs, training sentences, steps, time and dev score, from the
+run's own records). The probes use every sentence of the splits.'''),
     code('''if len(E):
     show = E[E.split == "train"][["model", "task", "rows", "neurons", "extract_time_s"]].rename(
         columns={"rows": "train rows", "extract_time_s": "extraction s (train)"})
