@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .errors import DataError, DataFormatError, ModelNotFoundError, SequenceTooLongError, UnknownTaskError
+
 __all__ = ["Case", "CASES", "check_cases", "tiny_model"]
 
 POS = "the DT\ncat NN\nsat VBD\n\na DT\ndog NN\nran VBD\n\n"
@@ -147,11 +149,11 @@ def _unknown_task(tmp):
 
 
 CASES = [
-    Case("a malformed data file", "a CoNLL line with a word but no tag", __import__("redundancy.errors").errors
-         .DataFormatError, ("malformed/train.txt:", "expected a token and its tag"), _malformed),
-    Case("an empty split", "an empty dev file", __import__("redundancy.errors").errors.DataError,
+    Case("a malformed data file", "a CoNLL line with a word but no tag", DataFormatError,
+         ("malformed/train.txt:", "expected a token and its tag"), _malformed),
+    Case("an empty split", "an empty dev file", DataError,
          ("dev split is empty",), _empty_split),
-    Case("a task with one class", "every training word tagged DT", __import__("redundancy.errors").errors.DataError,
+    Case("a task with one class", "every training word tagged DT", DataError,
          ("training split has 1 class",), _one_class),
     Case("an unknown notebook parameter", "papermill -p treshold 0.3", NameError,
          ("treshold", "thresholds"), _notebook_name),
@@ -160,16 +162,16 @@ CASES = [
     Case("a threshold out of range", "CorrelationClustering(threshold=1.5)", ValueError, ("threshold", "1.5"),
          _threshold),
     Case("a model path that does not exist", "load_model('.../no-such-model')",
-         __import__("redundancy.errors").errors.ModelNotFoundError, ("no-such-model",), _no_model),
+         ModelNotFoundError, ("no-such-model",), _no_model),
     Case("a model whose tokenizer is not a fast tokenizer", "a folder with ByT5's Python-only tokenizer",
-         __import__("redundancy.errors").errors.ModelNotFoundError, ("fast tokenizer", "ByT5Tokenizer"),
+         ModelNotFoundError, ("fast tokenizer", "ByT5Tokenizer"),
          _slow_tokenizer),
     Case("a sentence longer than the model's maximum", "a 40-word sentence, model limit 24 sub-words",
-         __import__("redundancy.errors").errors.SequenceTooLongError, ("long/train.txt", "truncate=True"),
+         SequenceTooLongError, ("long/train.txt", "truncate=True"),
          _too_long),
     Case("an unknown key in a run configuration", "threshold: 0.3 in run.yml", ValueError,
          ("run.yml", "threshold"), _bad_config),
-    Case("an unknown task name", "load_task('ptb-poss')", __import__("redundancy.errors").errors.UnknownTaskError,
+    Case("an unknown task name", "load_task('ptb-poss')", UnknownTaskError,
          ("ptb-poss", "ptb-pos"), _unknown_task),
 ]
 
