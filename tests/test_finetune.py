@@ -198,8 +198,10 @@ def test_killed_fine_tuning_resumes_to_identical_weights(tiny_bert, cls_task, tm
     monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "whole"))
     whole = fine_tune(tiny_bert, cls_task, **settings)
     monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "killed"))
+    monkeypatch.setenv("REDUNDANCY_FAULT", "finetune-step:7:raise")  # stopped after step 7
     with pytest.raises(KeyboardInterrupt):
-        fine_tune(tiny_bert, cls_task, checkpoint_every_steps=3, _stop_after=7, **settings)
+        fine_tune(tiny_bert, cls_task, checkpoint_every_steps=3, **settings)
+    monkeypatch.delenv("REDUNDANCY_FAULT")
     ckpts = list((tmp_path / "killed").rglob(".*.checkpoint.pt"))
     assert len(ckpts) == 1 and not list((tmp_path / "killed").rglob("meta.json"))
     resumed = fine_tune(tiny_bert, cls_task, checkpoint_every_steps=3, **settings)
@@ -217,8 +219,10 @@ def test_damaged_checkpoint_is_discarded_and_training_restarts(tiny_bert, cls_ta
     monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "whole"))
     whole = fine_tune(tiny_bert, cls_task, **settings)
     monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "damaged"))
+    monkeypatch.setenv("REDUNDANCY_FAULT", "finetune-step:3:raise")
     with pytest.raises(KeyboardInterrupt):
-        fine_tune(tiny_bert, cls_task, checkpoint_every_steps=2, _stop_after=3, **settings)
+        fine_tune(tiny_bert, cls_task, checkpoint_every_steps=2, **settings)
+    monkeypatch.delenv("REDUNDANCY_FAULT")
     ckpt = next((tmp_path / "damaged").rglob(".*.checkpoint.pt"))
     ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as by a full disk
     again = fine_tune(tiny_bert, cls_task, **settings)

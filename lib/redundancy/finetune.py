@@ -77,7 +77,7 @@ def _evaluate(model, tok, task: TaskData, split: str, max_length: int, device: s
 
 def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, device: str = "cpu",
               progress: bool = True, checkpoint_every_s: float = 120.0, checkpoint_every_steps: int | None = None,
-              _stop_after: int | None = None, **overrides) -> Path:
+              **overrides) -> Path:
     """Fine-tune ``base`` on the task's train split and return the saved model's folder.
 
     Parameters
@@ -199,8 +199,6 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
                                         "order": order, "pos": pos, "elapsed": elapsed + time.time() - t0})
                 last_save = time.time()
             fault_point("finetune-step")
-            if _stop_after is not None and step >= _stop_after:  # tests: a kill at this step
-                raise KeyboardInterrupt(f"stopped after step {step}")
         bar.close()
         train_time = elapsed + time.time() - t0
         scores = {s: _evaluate(model, tok, task, s, cfg.max_length, device) for s in ("dev",)}

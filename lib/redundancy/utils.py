@@ -105,17 +105,21 @@ _FAULT_HITS: dict = {}
 
 
 def fault_point(name: str) -> None:
-    """Where tests kill the process (``REDUNDANCY_FAULT=name:n`` sends SIGKILL at the n-th
-    pass through ``name``): a kill with no cleanup at a chosen step, for the resume tests.
-    Does nothing when the variable is unset."""
+    """Where tests stop the process: ``REDUNDANCY_FAULT=name:n`` sends SIGKILL at the n-th
+    pass through ``name`` (a kill with no cleanup), ``name:n:raise`` raises
+    KeyboardInterrupt there instead (an in-process stop). Does nothing when unset."""
     spec = os.environ.get("REDUNDANCY_FAULT")
     if not spec:
         return
-    point, _, n = spec.partition(":")
+    point, _, rest = spec.partition(":")
     if point != name:
         return
+    n, _, mode = rest.partition(":")
     _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
     if _FAULT_HITS[name] >= int(n or 1):
+        if mode == "raise":
+            _FAULT_HITS.pop(name)
+            raise KeyboardInterrupt(f"stopped at {name} pass {n}")
         os.kill(os.getpid(), signal.SIGKILL)
 
 
