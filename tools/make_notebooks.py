@@ -748,7 +748,9 @@ glue("ps_extract_min", round(prov["pipeline"]["extract_time_s"] / 60, 1))
 glue("ps_finetune_min", round(prov["pipeline"]["finetune_time_s"] / 60, 1))
 glue("ps_notebooks_min", round(float(NB.wall_time_s.astype(float).sum()) / 60, 1) if len(NB) else 0.0)
 peaks = [prov["pipeline"].get("peak_rss_mib") or 0] + (list(NB.peak_rss_mib.astype(float)) if len(NB) else [])
-_ = glue("ps_peak_gib", round(max(peaks) / 1024, 1))''', ["hide-input"]),
+glue("ps_peak_gib", round(max(peaks) / 1024, 1))
+anon = list(NB.peak_anon_mib.astype(float).dropna()) if len(NB) and "peak_anon_mib" in NB else []
+_ = glue("ps_peak_anon", f"{max(anon) / 1024:.1f} GiB" if anon else "not recorded for this run")''', ["hide-input"]),
     md('''## What was run, on what, at what cost
 
 Published from commit {glue:text}`ps_commit` on {glue:text}`ps_machine`. The largest activation
@@ -759,7 +761,9 @@ have results ({glue:text}`ps_pairs_list`; a run continued in a later session fil
 {glue:text}`ps_finetune_min` minutes of fine-tuning, {glue:text}`ps_extract_min` minutes of
 extraction and {glue:text}`ps_notebooks_min` minutes of notebooks; the largest resident memory of
 any step was {glue:text}`ps_peak_gib` GiB (resident set size, which counts the pages of the
-memory-mapped activation files a step has read, not only the memory it allocated).
+memory-mapped activation files a step has read, not only the memory it allocated). The largest
+anonymous memory of a notebook's kernel, what it allocated itself (resident minus file-backed
+pages, which the system can drop and read again), was {glue:text}`ps_peak_anon`.
 
 **Fine-tuning budget.** The paper fine-tuned every sentence task with `run_glue`'s defaults
 (3 epochs over all of train). On a 2-core CPU that recipe costs hours per MPNet task (the
@@ -775,8 +779,10 @@ run's own records). The probes use every sentence of the splits.'''),
                               "finetune_time_s", "finetune_dev"]], how="left", on=["model", "task"])
     display(show.astype(object).fillna("-"))
 if len(NB):
-    display(NB[["status", "wall_time_s", "peak_rss_mib"]].rename(
-        columns={"wall_time_s": "wall s", "peak_rss_mib": "kernel peak MiB"}))''', ["hide-input"]),
+    cols = ["status", "wall_time_s", "peak_rss_mib"] + (["peak_anon_mib"] if "peak_anon_mib" in NB else [])
+    display(NB[cols].astype(object).fillna("-").rename(
+        columns={"wall_time_s": "wall s", "peak_rss_mib": "kernel peak MiB (resident)",
+                 "peak_anon_mib": "kernel peak MiB (anonymous)"}))''', ["hide-input"]),
     md("## Figures at this scale"),
     code('''if have("cka", "cka.csv"):
     ck = pd.read_csv(R / "cka" / "cka.csv")

@@ -78,14 +78,19 @@ def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None) -> s
     return h.hexdigest()[:20]
 
 
-def _children_rss() -> int:
-    """Summed resident memory of this process's descendants (a notebook's kernel), in bytes."""
+def _children_rss(anonymous: bool = False) -> int:
+    """Summed resident memory of this process's descendants (a notebook's kernel), in bytes.
+
+    ``anonymous=True`` leaves out file-backed pages (resident minus shared, Linux's RssAnon):
+    the pages of memory-mapped activation files that a kernel has read count in its resident
+    set, but the system can drop them at any time, so they are not memory the step needs."""
     import psutil
 
     total = 0
     for c in psutil.Process().children(recursive=True):
         try:
-            total += c.memory_info().rss
+            info = c.memory_info()
+            total += info.rss - (getattr(info, "shared", 0) if anonymous else 0)
         except psutil.Error:  # it ended meanwhile
             pass
     return total
@@ -162,7 +167,8 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
             continue
         t0 = time.time()
         try:
-            with PeakSampler(_children_rss, 0.5) as mem:
+            with PeakSampler(_children_rss, 0.5) as mem, \
+                    PeakSampler(lambda: _children_rss(anonymous=True), 0.5) as anon:
                 pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent),
                                     progress_bar=False, kernel_name="python3", execution_timeout=timeout)
         except Exception as e:  # noqa: BLE001 - report, carry on with the others
@@ -172,9 +178,11 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
         else:
             status[nb.name] = "ran"
             stamps[nb.name] = stamp
-            log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s, kernel peak {mem.peak_mib:.0f} MiB -> {out}")
+            log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s, kernel peak {mem.peak_mib:.0f} MiB resident, "
+                f"{anon.peak_mib:.0f} MiB anonymous -> {out}")
         runs[nb.name] = {"status": status[nb.name], "wall_time_s": round(time.time() - t0, 1),
-                         "peak_rss_mib": mem.peak_mib, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "peak_rss_mib": mem.peak_mib,
+                         "peak_anon_mib": anon.peak_mib, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                          "parameters": nb_params}
         write_json_atomic(runs_file, runs)
         write_json_atomic(stamps_file, stamps)
