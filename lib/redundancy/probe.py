@@ -531,8 +531,11 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
         blocks.append(_Block(s, e, torch.tensor(probes, dtype=torch.long, device=dev), wt.to(dev).contiguous(),
                              mask))
     del full
-    bias = bias.to(dev)
+    bias = bias.to(dev).reshape(P * C)  # (P * C,): probe-major, as the rows of the block weights
     everyone = [len(b.probes) == P for b in blocks]
+    # the probes of a block, and their rows in the (m, P * C) outputs; None where all probes
+    rows_of = [None if alle else (blk.probes.unsqueeze(1) * C + torch.arange(C, device=dev)).reshape(-1)
+               for blk, alle in zip(blocks, everyone)]
     params = [b.weight for b in blocks] + [bias]
     exp_avg = [torch.zeros_like(t) for t in params]
     exp_avg_sq = [torch.zeros_like(t) for t in params]
@@ -559,71 +562,98 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
     # neurons are 5 and 2 MB: half the time of a step here)
     xbuf = torch.empty(min(bs, n), n_cols, dtype=torch_dtype) if Xt is not None and shuffle else None
     signs = [torch.empty_like(b.weight) for b in blocks] if l1 else []
+    minus_one = torch.full((min(bs, n), P, 1), -1.0, dtype=torch_dtype, device=dev)
+    # the batches of an epoch: row indices (sorted within a batch: a memmap is read front to
+    # back, and a batch's loss is a mean over its rows) and targets, cut once per epoch
+    bounds = [(s, min(s + bs, n)) for s in range(0, n, bs)]
     for epoch in range(int(epochs)):
-        order = torch.randperm(n, generator=g).numpy() if shuffle else None
+        if shuffle:
+            order = torch.randperm(n, generator=g).numpy()
+            full = (n // bs) * bs
+            order = np.concatenate([np.sort(order[:full].reshape(-1, bs), axis=1).ravel(), np.sort(order[full:])])
+            order_t = torch.from_numpy(order).to(dev)
+            t_epoch = tt[order_t]
+        else:
+            order, t_epoch = None, tt
         total = torch.zeros(P, dtype=torch_dtype, device=dev)
-        for start in range(0, n, bs):
-            # sorted: a memmap is read front to back; a batch's loss is a mean over its rows
-            rows = slice(start, min(start + bs, n)) if order is None else np.sort(order[start:start + bs])
-            if Xt is not None and order is None:
-                xb = Xt[rows].to(dev)  # a view, no copy
+        for s, e in bounds:
+            m = e - s
+            tb = t_epoch[s:e]
+            if order is None:
+                xb = Xt[s:e].to(dev) if Xt is not None else torch.from_numpy(
+                    np.array(X[s:e], dtype=np_dtype, order="C")).to(dev)
             elif Xt is not None:
-                idx = torch.from_numpy(rows)
-                xb = (torch.index_select(Xt, 0, idx, out=xbuf[:idx.numel()]) if dev.type == "cpu"
+                idx = torch.from_numpy(order[s:e])
+                xb = (torch.index_select(Xt, 0, idx, out=xbuf[:m]) if dev.type == "cpu"
                       else Xt.index_select(0, idx).to(dev))
             else:
-                xb = torch.from_numpy(np.array(X[rows], dtype=np_dtype, order="C")).to(dev)
-            tb = tt[rows] if order is None else tt[torch.from_numpy(rows).to(dev)]
-            m = xb.shape[0]
-            # forward: every probe's outputs, block by block
-            out = bias.unsqueeze(1).repeat(1, m, 1)  # (P, m, C)
-            for blk, alle in zip(blocks, everyone):
-                part = (xb[:, blk.start:blk.stop] @ blk.weight.t()).view(m, -1, C).transpose(0, 1)
+                xb = torch.from_numpy(np.array(X[order[s:e]], dtype=np_dtype, order="C")).to(dev)
+            # forward: every probe's outputs, (m, P * C), block by block
+            out = None
+            for blk, alle, rows in zip(blocks, everyone, rows_of):
+                xs = xb[:, blk.start:blk.stop]
+                if alle and out is None:
+                    out = torch.addmm(bias, xs, blk.weight.t())
+                    continue
+                if out is None:
+                    out = bias.expand(m, P * C).clone()
                 if alle:
-                    out += part
+                    out.addmm_(xs, blk.weight.t())
                 else:
-                    out.index_add_(0, blk.probes, part)
+                    out.index_add_(1, rows, xs @ blk.weight.t())
+            out3 = out.view(m, P, C)
             # the loss's gradient with respect to the outputs, and the loss itself
             if regression:
-                diff = out[..., 0] - tb
-                total += diff.square().mean(1)
-                G = (diff * (2.0 / m)).unsqueeze(-1)
+                diff = out3[..., 0] - tb.unsqueeze(1)  # (m, P)
+                total += diff.square().mean(0)
+                G = (diff * (2.0 / m)).view(m, P * C)
             else:
-                logp = torch.log_softmax(out, -1)
-                picked = logp[:, torch.arange(m, device=dev), tb]  # (P, m)
-                total -= picked.mean(1)
-                G = logp.exp_()
-                G[:, torch.arange(m, device=dev), tb] -= 1.0
-                G *= 1.0 / m
+                logp = torch.log_softmax(out3, -1)
+                pick = tb.view(m, 1, 1).expand(m, P, 1)
+                total -= logp.gather(2, pick).mean(0).view(P)
+                G3 = logp.exp_()
+                G3.scatter_add_(2, pick, minus_one[:m])
+                G = G3.view(m, P * C).mul_(1.0 / m)
             # the penalty: l1 * sum|W| + l2 * ||W||_F (or its square), per probe over its blocks
-            norm2.zero_()
-            abs1.zero_()
-            for i, blk in enumerate(blocks):
+            for i, (blk, alle) in enumerate(zip(blocks, everyone)):
                 S = len(blk.probes)
-                w = blk.weight.view(S, 1, -1)
-                # per-probe sums as batched dot products (BLAS, no temporaries): sum W^2, sum sign(W) W
-                norm2.index_add_(0, blk.probes, torch.bmm(w, w.transpose(1, 2)).view(S))
-                if l1:
-                    sg = torch.sign(blk.weight, out=signs[i])
-                    abs1.index_add_(0, blk.probes, torch.bmm(sg.view(S, 1, -1), w.transpose(1, 2)).view(S))
+                w = blk.weight.view(S, -1)
+                # per-probe sums as batched dot products (BLAS, no temporaries): sum W^2, sum |W|
+                sq = torch.bmm(w.unsqueeze(1), w.unsqueeze(2)).view(S)
+                ab = torch.linalg.vector_norm(w, 1, dim=1) if l1 else None
+                if i == 0 and alle:
+                    norm2.copy_(sq)
+                    if l1:
+                        abs1.copy_(ab)
+                    continue
+                if i == 0:
+                    norm2.zero_()
+                    abs1.zero_()
+                if alle:
+                    norm2.add_(sq)
+                    if l1:
+                        abs1.add_(ab)
+                else:
+                    norm2.index_add_(0, blk.probes, sq)
+                    if l1:
+                        abs1.index_add_(0, blk.probes, ab)
             norm = norm2.sqrt()
             total += l1 * abs1 + l2 * (norm2 if l2_squared else norm)
             if l2_squared:
                 scale = torch.full_like(norm, 2.0 * l2)
             else:  # d||W||/dW = W / ||W||, and 0 at W = 0 (torch's vector_norm)
-                scale = torch.where(norm > 0, l2 / torch.where(norm > 0, norm, 1.0), 0.0)
+                scale = torch.where(norm > 0, l2 / norm, 0.0)
             # backward: per block, all its probes' weight gradients in one product
-            Gt = G.transpose(1, 2)  # (P, C, m)
-            for i, (blk, alle, gw) in enumerate(zip(blocks, everyone, grads)):
-                Gb = (Gt if alle else Gt.index_select(0, blk.probes)).reshape(-1, m)
-                torch.mm(Gb, xb[:, blk.start:blk.stop], out=gw)
+            for i, (blk, alle, rows, gw) in enumerate(zip(blocks, everyone, rows_of, grads)):
+                S = len(blk.probes)
+                torch.mm((G if alle else G.index_select(1, rows)).t(), xb[:, blk.start:blk.stop], out=gw)
                 if l1:
-                    gw.add_(signs[i], alpha=l1)
+                    gw.add_(torch.sign(blk.weight, out=signs[i]), alpha=l1)
                 if l2:
-                    gw.addcmul_(blk.weight, scale[blk.probes].repeat_interleave(C).unsqueeze(1))
+                    gw.view(S, -1).addcmul_(blk.weight.view(S, -1), (scale if alle else scale[blk.probes]).unsqueeze(1))
                 if blk.mask is not None:
                     gw.mul_(blk.mask)
-            torch.sum(G, 1, out=grads[-1])
+            torch.sum(G, 0, out=grads[-1])
             torch._foreach_add_(steps, 1)
             torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], steps, **adam)
         curves[epoch] = total.double().cpu() / n_batches
@@ -645,7 +675,7 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
             if hit.numel():
                 i = int(hit[0, 0])
                 w[:, blk.start:blk.stop] = blk.weight[i * C:(i + 1) * C].cpu()
-        out.append((w[:, torch.from_numpy(cols)].numpy().copy(), bias[p].cpu().numpy().copy(),
+        out.append((w[:, torch.from_numpy(cols)].numpy().copy(), bias[p * C:(p + 1) * C].cpu().numpy().copy(),
                     curves[:, p].tolist()))
     return out
 
