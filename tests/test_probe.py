@@ -328,6 +328,32 @@ def test_float16_memmap_close_to_float32_and_memory_bounded(tmp_path, monkeypatc
     assert np.array_equal(X16, X.astype(np.float16))  # input untouched
 
 
+def test_float32_memmap_and_its_layer_views_train_as_in_memory(tmp_path):
+    """A mapped float32 activation file, and a column range of it (one layer), are read by the
+    engine in place (no copy of the array): the probes equal those trained on in-memory copies."""
+    X, y = blobs(n=3000, d=200, k=5, seed=6, sep=0.3)
+    path = tmp_path / "acts.npy"
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    del mm
+    Xm = np.load(path, mmap_mode="r")
+    kw = dict(epochs=2, random_state=3)
+    for cols in (slice(None), slice(50, 150)):
+        view = Xm[:, cols]
+        assert isinstance(view, np.memmap) and not view.flags.writeable
+        tracemalloc.start()
+        try:
+            probe = LinearProbe(**kw).fit(view, y)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        ref = LinearProbe(**kw).fit(np.ascontiguousarray(X[:, cols]), y)
+        np.testing.assert_allclose(probe.coef_, ref.coef_, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(probe.loss_curve_, ref.loss_curve_, rtol=1e-6)
+        assert peak < view.shape[0] * view.shape[1] * 4 / 2, f"fit copied the array ({peak} bytes)"
+
+
 def test_non_finite_input_raises(task3):
     X, y = task3
     X = X.copy()

@@ -531,11 +531,12 @@ cost, not the products, sets the time: ours is {glue:text}`perf_small_ratio:.1f`
 {glue:text}`perf_small_n` neurons and {glue:text}`perf_scale_ratio:.1f` times at
 {glue:text}`perf_scale_n`, both well above the bound. Closing that gap is open work (see the
 table's missed targets).'''),
-    code('''lay = [(k, B["results"][k]["layers"], B["results"][k]["data"]) for k in ("probes_minilm", "probes_mpnet_size")
+    code('''lay = [(k, B["results"][k]["layers"], B["results"][k]["data"]) for k in ("probes_minilm", "probes_mpnet_size", "probes_mpnet_real")
        if "layers" in B["results"].get(k, {})]
 if lay:
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    labels = [f"{d['layers']} x {d['hidden']}, {d['train_rows']:,} tokens\\n({l['probes']} probes)" for _, l, d in lay]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    labels = [f"{d['description'].split(' (')[0].split(':')[0]}\\n{d['layers']} x {d['hidden']}, {d['train_rows']:,} tokens"
+              f"\\n({l['probes']} probes)" for _, l, d in lay]
     x = np.arange(len(lay))
     for i, (col, lab) in enumerate((("neurox_one_by_one", "NeuroX, one by one"), ("ours_one_by_one", "ours, one by one"),
                                     ("ours_one_pass", "ours, one pass"))):
