@@ -122,6 +122,11 @@ def test_failing_notebook_is_reported_and_others_run(tmp_path, tiny_bert):
     assert again["01_data.ipynb"] == "skipped" and again["02_cka.ipynb"].startswith("failed")
     runs = json.loads((tmp_path / "results" / "tiny-book" / "notebooks.json").read_text())
     assert runs["01_data.ipynb"]["status"] == "ran" and runs["02_cka.ipynb"]["status"].startswith("failed")
+    # each batch that ran a notebook keeps the ones before it on record (01 was skipped the
+    # second time, so it has one record; 02 ran twice)
+    assert runs["01_data.ipynb"]["earlier"] == []
+    earlier = runs["02_cka.ipynb"]["earlier"]
+    assert len(earlier) == 1 and earlier[0]["status"].startswith("failed") and "earlier" not in earlier[0]
     assert runs["01_data.ipynb"]["peak_rss_mib"] > 50  # the kernel's memory was seen
     # anonymous memory is part of the resident set (file-backed pages left out), and a
     # Python kernel with numpy loaded allocates tens of MiB of its own

@@ -730,6 +730,13 @@ if prov is None:
             "notebooks": {}, "pairs": [], "machine": {}, "commit": None, "config": {"models": [], "tasks": {}}}
 E = pd.DataFrame(prov["pipeline"]["entries"])
 NB = pd.DataFrame(prov["notebooks"]).T
+if len(NB):  # every batch of a notebook (a resumed or widened run reuses the cached work of earlier ones)
+    batches = {k: [*v.get("earlier", []), v] for k, v in prov["notebooks"].items()}
+    NB["batches"] = [len(batches[k]) for k in NB.index]
+    NB["wall_all"] = [round(sum(float(b.get("wall_time_s") or 0) for b in batches[k]), 1) for k in NB.index]
+    NB["rss_all"] = [max(float(b.get("peak_rss_mib") or 0) for b in batches[k]) for k in NB.index]
+    NB["anon_all"] = [max([float(b["peak_anon_mib"]) for b in batches[k] if b.get("peak_anon_mib")] or [np.nan])
+                      for k in NB.index]
 pairs_total = len(prov["config"]["models"]) * len(prov["config"]["tasks"])
 done = set()
 for f in ("layers/layers.csv", "minimal_sets/minimal_sets.csv", "clustering/sweep.csv", "ls_ccfs/ls_ccfs.csv"):
@@ -747,10 +754,10 @@ pos = tr[tr.task.str.endswith("pos")] if len(tr) else tr
 glue("ps_max_train_tokens", int(pos.rows.max()) if len(pos) else 0)
 glue("ps_extract_min", round(prov["pipeline"]["extract_time_s"] / 60, 1))
 glue("ps_finetune_min", round(prov["pipeline"]["finetune_time_s"] / 60, 1))
-glue("ps_notebooks_min", round(float(NB.wall_time_s.astype(float).sum()) / 60, 1) if len(NB) else 0.0)
-peaks = [prov["pipeline"].get("peak_rss_mib") or 0] + (list(NB.peak_rss_mib.astype(float)) if len(NB) else [])
+glue("ps_notebooks_min", round(float(NB.wall_all.sum()) / 60, 1) if len(NB) else 0.0)
+peaks = [prov["pipeline"].get("peak_rss_mib") or 0] + (list(NB.rss_all) if len(NB) else [])
 glue("ps_peak_gib", round(max(peaks) / 1024, 1))
-anon = list(NB.peak_anon_mib.astype(float).dropna()) if len(NB) and "peak_anon_mib" in NB else []
+anon = list(NB.anon_all.dropna()) if len(NB) else []
 _ = glue("ps_peak_anon", f"{max(anon) / 1024:.1f} GiB" if anon else "not recorded for this run")''', ["hide-input"]),
     md('''## What was run, on what, at what cost
 
@@ -760,7 +767,9 @@ training tokens. {glue:text}`ps_pairs_done` of the {glue:text}`ps_pairs_total` m
 have results ({glue:text}`ps_pairs_list`; a run continued in a later session fills in the rest,
 `bash run.sh paper-scale` resumes it). Computing took
 {glue:text}`ps_finetune_min` minutes of fine-tuning, {glue:text}`ps_extract_min` minutes of
-extraction and {glue:text}`ps_notebooks_min` minutes of notebooks; the largest resident memory of
+extraction and {glue:text}`ps_notebooks_min` minutes of notebooks (every batch of notebooks
+counted: a batch run after the run was widened reuses the probes, clusterings and activations of
+the earlier ones, so the table below lists both its own time and the sum); the largest resident memory of
 any step was {glue:text}`ps_peak_gib` GiB (resident set size, which counts the pages of the
 memory-mapped activation files a step has read, not only the memory it allocated). The largest
 anonymous memory of a notebook's kernel, what it allocated itself (resident minus file-backed
@@ -780,10 +789,9 @@ run's own records). The probes use every sentence of the splits.'''),
                               "finetune_time_s", "finetune_dev"]], how="left", on=["model", "task"])
     display(show.astype(object).fillna("-"))
 if len(NB):
-    cols = ["status", "wall_time_s", "peak_rss_mib"] + (["peak_anon_mib"] if "peak_anon_mib" in NB else [])
-    display(NB[cols].astype(object).fillna("-").rename(
-        columns={"wall_time_s": "wall s", "peak_rss_mib": "kernel peak MiB (resident)",
-                 "peak_anon_mib": "kernel peak MiB (anonymous)"}))''', ["hide-input"]),
+    display(NB[["status", "batches", "wall_time_s", "wall_all", "rss_all", "anon_all"]].astype(object).fillna("-").rename(
+        columns={"wall_time_s": "wall s (last batch)", "wall_all": "wall s (all batches)",
+                 "rss_all": "kernel peak MiB (resident)", "anon_all": "kernel peak MiB (anonymous)"}))''', ["hide-input"]),
     md("## Figures at this scale"),
     code('''if have("cka", "cka.csv"):
     ck = pd.read_csv(R / "cka" / "cka.csv")

@@ -180,10 +180,14 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
             stamps[nb.name] = stamp
             log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s, kernel peak {mem.peak_mib:.0f} MiB resident, "
                 f"{anon.peak_mib:.0f} MiB anonymous -> {out}")
+        # the batches before this one stay on record (a resumed or widened run reuses cached
+        # work, so its own time says little about what the results cost in all)
+        before = runs.get(nb.name)
+        earlier = [*before.pop("earlier", []), before][-20:] if before else []
         runs[nb.name] = {"status": status[nb.name], "wall_time_s": round(time.time() - t0, 1),
                          "peak_rss_mib": mem.peak_mib,
                          "peak_anon_mib": anon.peak_mib, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         "parameters": nb_params}
+                         "parameters": nb_params, "earlier": earlier}
         write_json_atomic(runs_file, runs)
         write_json_atomic(stamps_file, stamps)
     return status

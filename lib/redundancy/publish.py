@@ -130,7 +130,7 @@ def publish(config, dest=None, log=print) -> Path:
             **_commit(root), "machine": machine(), "versions": library_versions(),
             "published": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "pipeline": _pipeline_record(index),
-            "notebooks": {k: {kk: v[kk] for kk in ("status", "wall_time_s", "peak_rss_mib", "peak_anon_mib", "finished") if kk in v}
+            "notebooks": {k: {kk: v[kk] for kk in ("status", "wall_time_s", "peak_rss_mib", "peak_anon_mib", "finished", "earlier") if kk in v}
                           for k, v in sorted(notebooks.items())},
             "pairs": sorted({(e["model"], e["task"]) for e in index.get("entries", [])})}
     write_json_atomic(dest / "provenance.json", prov)
