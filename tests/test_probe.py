@@ -293,16 +293,20 @@ def test_bad_hyper_parameters_raise_at_fit(task3):
 
 
 # ---------------------------------------------------------------------------------------------
-# memory-mapped float16 input
+# memory-mapped input
 
-def test_float16_memmap_close_to_float32_and_memory_bounded(tmp_path, monkeypatch):
-    X, y = blobs(n=20000, d=200, k=5, seed=5, sep=0.3)
-    path = tmp_path / "acts.npy"
-    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=X.shape)
+def _mapped(path, X, dtype):
+    """``X`` written to an .npy file as ``dtype`` and mapped back read-only (as activations are)."""
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=X.shape)
     mm[:] = X
     mm.flush()
     del mm
-    X16 = np.load(path, mmap_mode="r")
+    return np.load(path, mmap_mode="r")
+
+
+def test_float16_memmap_close_to_float32_and_memory_bounded(tmp_path, monkeypatch):
+    X, y = blobs(n=20000, d=200, k=5, seed=5, sep=0.3)
+    X16 = _mapped(tmp_path / "acts.npy", X, np.float16)
     assert isinstance(X16, np.memmap) and X16.dtype == np.float16
 
     kw = dict(epochs=1, random_state=1)
@@ -332,12 +336,7 @@ def test_float32_memmap_and_its_layer_views_train_as_in_memory(tmp_path):
     """A mapped float32 activation file, and a column range of it (one layer), are read by the
     engine in place (no copy of the array): the probes equal those trained on in-memory copies."""
     X, y = blobs(n=3000, d=200, k=5, seed=6, sep=0.3)
-    path = tmp_path / "acts.npy"
-    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=X.shape)
-    mm[:] = X
-    mm.flush()
-    del mm
-    Xm = np.load(path, mmap_mode="r")
+    Xm = _mapped(tmp_path / "acts.npy", X, np.float32)
     kw = dict(epochs=2, random_state=3)
     for cols in (slice(None), slice(50, 150)):
         view = Xm[:, cols]
