@@ -758,7 +758,11 @@ glue("ps_notebooks_min", round(float(NB.wall_all.sum()) / 60, 1) if len(NB) else
 peaks = [prov["pipeline"].get("peak_rss_mib") or 0] + (list(NB.rss_all) if len(NB) else [])
 glue("ps_peak_gib", round(max(peaks) / 1024, 1))
 anon = list(NB.anon_all.dropna()) if len(NB) else []
-_ = glue("ps_peak_anon", f"{max(anon) / 1024:.1f} GiB" if anon else "not recorded for this run")''', ["hide-input"]),
+n_batches = sum(len(b) for b in batches.values()) if len(NB) else 0
+n_anon = sum(1 for b in batches.values() for x in b if x.get("peak_anon_mib")) if len(NB) else 0
+_ = glue("ps_peak_anon", (f"{max(anon) / 1024:.1f} GiB, in the {n_anon} of {n_batches} notebook batches that "
+                          "recorded it (earlier batches recorded the resident set only)" if n_anon < n_batches
+                          else f"{max(anon) / 1024:.1f} GiB") if anon else "not recorded for this run")''', ["hide-input"]),
     md('''## What was run, on what, at what cost
 
 Published from commit {glue:text}`ps_commit` on {glue:text}`ps_machine`. The largest activation
