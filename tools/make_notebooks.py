@@ -748,6 +748,8 @@ glue("ps_machine", f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('m
 glue("ps_commit", (prov["commit"] or "unknown")[:10])
 glue("ps_pairs_total", pairs_total); glue("ps_pairs_done", len(done))
 glue("ps_pairs_list", ", ".join(f"{m} / {t}" for m, t in sorted(done)) or "none")
+glue("ps_pairs_rest", "" if len(done) >= pairs_total else
+     "; the rest come from a run continued in a later session: bash run.sh paper-scale resumes it")
 glue("ps_max_neurons", int(E.neurons.max()) if len(E) else 0)
 tr = E[E.split == "train"] if len(E) else E
 pos = tr[tr.task.str.endswith("pos")] if len(tr) else tr
@@ -768,8 +770,7 @@ _ = glue("ps_peak_anon", (f"{max(anon) / 1024:.1f} GiB, in the {n_anon} of {n_ba
 Published from commit {glue:text}`ps_commit` on {glue:text}`ps_machine`. The largest activation
 sets have {glue:text}`ps_max_neurons` neurons per row and {glue:text}`ps_max_train_tokens`
 training tokens. {glue:text}`ps_pairs_done` of the {glue:text}`ps_pairs_total` model x task pairs
-have results ({glue:text}`ps_pairs_list`; a run continued in a later session fills in the rest,
-`bash run.sh paper-scale` resumes it). Computing took
+have results ({glue:text}`ps_pairs_list`{glue:text}`ps_pairs_rest`). Computing took
 {glue:text}`ps_finetune_min` minutes of fine-tuning, {glue:text}`ps_extract_min` minutes of
 extraction and {glue:text}`ps_notebooks_min` minutes of notebooks (every batch of notebooks
 counted: a batch run after the run was widened reuses the probes, clusterings and activations of
@@ -778,6 +779,9 @@ any step was {glue:text}`ps_peak_gib` GiB (resident set size, which counts the p
 memory-mapped activation files a step has read, not only the memory it allocated). The largest
 anonymous memory of a notebook's kernel, what it allocated itself (resident minus file-backed
 pages, which the system can drop and read again), was {glue:text}`ps_peak_anon`.
+All times are wall-clock times of the runs as they happened, on a machine that at times ran other
+work beside them (the MPNet polarity fine-tuning was paused for a while so that benchmarks could
+run on a quiet CPU), so they are upper bounds on what the steps cost.
 
 **Fine-tuning budget.** The paper fine-tuned every sentence task with `run_glue`'s defaults
 (3 epochs over all of train). On a 2-core CPU that recipe costs hours per MPNet task (the
