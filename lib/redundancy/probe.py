@@ -551,7 +551,7 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
     if type(X) is np.ndarray and not (X.dtype == np_dtype and X.flags.c_contiguous) and X.dtype.itemsize >= 4:
         # an in-memory array in another layout (X[:, idx] is Fortran-ordered) or wider type:
         # one C-ordered copy, not a strided gather per mini-batch (3x slower here); memmaps
-        # and narrower types (float16) are still read and converted batch by batch
+        # are read in place below, narrower types (float16) converted batch by batch
         X = np.ascontiguousarray(X, dtype=np_dtype)
     # read through torch without a copy: in-memory arrays and memory-mapped activation files
     # (np.memmap; pages are read as batches touch them) whose rows are contiguous, also the
@@ -622,21 +622,15 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
                 G3.scatter_add_(2, pick, minus_one[:m])
                 G = G3.view(m, P * C).mul_(1.0 / m)
             # the penalty: l1 * sum|W| + l2 * ||W||_F (or its square), per probe over its blocks
-            for i, (blk, alle) in enumerate(zip(blocks, everyone)):
+            norm2.zero_()
+            abs1.zero_()
+            for blk, alle in zip(blocks, everyone):
                 S = len(blk.probes)
                 w = blk.weight.view(S, -1)
                 # per-probe reductions, no temporaries: sum W^2, sum |W| (a batched dot product,
                 # torch.bmm of (1 x K)(K x 1), was 30x slower here for 16 probes of 500 neurons)
                 sq = torch.linalg.vector_norm(w, 2, dim=1).square_()
                 ab = torch.linalg.vector_norm(w, 1, dim=1) if l1 else None
-                if i == 0 and alle:
-                    norm2.copy_(sq)
-                    if l1:
-                        abs1.copy_(ab)
-                    continue
-                if i == 0:
-                    norm2.zero_()
-                    abs1.zero_()
                 if alle:
                     norm2.add_(sq)
                     if l1:
