@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xxhash
 
 from redundancy.config import CACHE_VERSION
 from redundancy.errors import CacheError
@@ -242,6 +243,23 @@ def test_same_size_edit_is_caught_by_its_modification_time(store, capsys):
     np.testing.assert_array_equal(np.asarray(b.array), data)
 
 
+def test_entries_checksummed_with_sha256_before_xxh3_are_still_verified(store, capsys):
+    # entries written before 2026-11-22 record sha256; they stay readable and checkable
+    data, fill, path, f, size = stored_and_released(store, seed=4)
+    meta = json.loads((path / "meta.json").read_text())
+    for name, rec in meta["files"].items():
+        del rec["xxh3_128"]
+        rec["sha256"] = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    (path / "meta.json").write_text(json.dumps(meta))
+    assert store.get(CONFIG, verify="full") is not None
+    stat = f.stat()
+    _flip_last_byte(f, size)
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    capsys.readouterr()
+    assert store.get(CONFIG, verify="full") is None
+    assert "checksum" in capsys.readouterr().out
+
+
 def test_same_size_edit_with_restored_time_is_caught_by_full_verify(store, capsys):
     data, fill, path, f, size = stored_and_released(store, seed=3)
     stat = f.stat()
@@ -312,7 +330,7 @@ def test_meta_json_contents(store):
     for name, rec in meta["files"].items():
         f = a.path / name
         assert rec["size"] == f.stat().st_size
-        assert rec["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+        assert rec["xxh3_128"] == xxhash.xxh3_128_hexdigest(f.read_bytes())
     assert a.meta == meta
 
 
@@ -350,7 +368,7 @@ CHILD = textwrap.dedent("""
         time.sleep(0.005)
     a = store.get_or_create(config, lambda: data.shape, fill)
     out.write_text(json.dumps({"path": str(a.path), "equal": bool(np.array_equal(a.array, data)),
-                               "sha": a.meta["files"]["activations.npy"]["sha256"]}))
+                               "sha": a.meta["files"]["activations.npy"]["xxh3_128"]}))
 """)
 
 

@@ -506,8 +506,10 @@ commit {glue:text}`perf_commit`: {glue:text}`perf_met` of the {glue:text}`perf_t
 are met. A ratio above 1 means this library is faster, except in the rows against a lower
 bound, where the ratio is ours divided by the bound (the target is at most 1.2).
 
-**How.** One probe is as fast as its two matrix products allow because its gradient is written
-by hand (no autograd graph per mini-batch) and Adam is one fused update. Many probes at once
+**How.** One probe is close to its two matrix products because its gradient is written by hand
+(no autograd graph per mini-batch), and everything else a step does to the weights (the L1 and
+L2 terms of the gradient, Adam's moments and update, the norms the loss needs) is one compiled
+pass (numba) over them instead of seven or more torch operations. Many probes at once
 (every layer and prefix of layers in section 6.1, the candidate sizes of the minimal-set search
 in 6.2, the thresholds of 5.2) share each mini-batch: the columns are grouped by the probes that
 use them and each group is one matrix product for all of them. Each probe keeps its own
@@ -874,7 +876,7 @@ parameter; `python -m redundancy notebooks` also refuses a parameter that no not
 | killed during a clustering sweep | the clustering tree of each activation set is cached (keyed by the sha256 of the activations) as soon as it is computed; a rerun cuts it at every threshold without recomputing correlations | `tests/test_clustering.py` |
 | killed during a notebook | the notebook's stamp is written only after it succeeds, so the next batch runs it again (its probes come from the cache) and skips the finished ones | `tests/test_notebooks.py` |
 | two runs at once on one cache | each entry is built under a file lock; the second run waits and reuses the first's work | `tests/test_faults.py`, `tests/test_store.py` |
-| a truncated or edited cache file | sizes are always checked; a file written after its entry was made is checksummed (sha256 in the metadata); probe entries carry the sha256 of their arrays and a checksum of their scores; a damaged entry is reported and recomputed, never read | `tests/test_store.py`, `tests/test_selection.py` |
+| a truncated or edited cache file | sizes are always checked; a file written after its entry was made is checksummed (xxh3-128 in the metadata); probe entries carry the sha256 of their arrays and a checksum of their scores; a damaged entry is reported and recomputed, never read | `tests/test_store.py`, `tests/test_selection.py` |
 | the disk fills up | an activation entry's space is reserved before it is written (`posix_fallocate`), so a full disk is an error naming the file, its size and `REDUNDANCY_CACHE`, not a crash of the memory map; nothing is kept | `tests/test_store.py` |
 | a damaged fine-tuning checkpoint | reported, discarded, training starts over | `tests/test_finetune.py` |
 | a notebook fails | the batch names the notebook, the cell and the error, runs the others and exits with status 1 | `tests/test_notebooks.py` |

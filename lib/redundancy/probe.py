@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -44,6 +45,8 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_regressor
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from . import kernels
 
 __all__ = ["LinearProbe", "LinearProbeRegressor", "train_probes", "fit_probes", "scores", "evaluate"]
 
@@ -495,6 +498,10 @@ def train_probes(X, target, n_outputs: int, feature_sets, *, regression: bool = 
 SMALL_STEP_MACS = 2_000_000
 
 
+#: weights from which the compiled update of a step is split between two threads
+SPLIT_UPDATE_WEIGHTS = 300_000
+
+
 def _threads_for(batch_size, feature_sets, n_outputs, device):
     """1 for small problems on the CPU, else None (torch's setting)."""
     if torch.device(device).type != "cpu":
@@ -538,6 +545,9 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
     rows_of = [None if alle else (blk.probes.unsqueeze(1) * C + torch.arange(C, device=dev)).reshape(-1)
                for blk, alle in zip(blocks, everyone)]
     params = [b.weight for b in blocks] + [bias]
+    # the update: one compiled pass per block (penalty gradient, Adam, the next step's norms)
+    # on the CPU; torch's operations elsewhere (a GPU, or REDUNDANCY_ENGINE=torch)
+    fused = dev.type == "cpu" and kernels.available()
     exp_avg = [torch.zeros_like(t) for t in params]
     exp_avg_sq = [torch.zeros_like(t) for t in params]
     steps = [torch.zeros((), dtype=torch.float32, device=dev) for _ in params]
@@ -573,6 +583,42 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
     # the batches of an epoch: row indices (sorted within a batch: a memmap is read front to
     # back, and a batch's loss is a mean over its rows) and targets, cut once per epoch
     bounds = [(s, min(s + bs, n)) for s in range(0, n, bs)]
+    if fused:
+        npv = [[t.numpy() for t in ts] for ts in (params, grads, exp_avg, exp_avg_sq)]
+        masks_np = [None if b.mask is None else b.mask.numpy() for b in blocks]
+        # every block row's probe, and its sum W^2 and sum |W| (written by the kernel), all
+        # blocks' rows end to end so that one bincount gives every probe's norms
+        probe_of_row = [np.repeat(b.probes.numpy(), C) for b in blocks]
+        row_probe = np.concatenate(probe_of_row)
+        sq_all, ab_all = np.empty(row_probe.size), np.empty(row_probe.size)
+        cut = np.cumsum([0] + [r.size for r in probe_of_row])
+        sq_rows = [sq_all[a:b] for a, b in zip(cut[:-1], cut[1:])]
+        ab_rows = [ab_all[a:b] for a, b in zip(cut[:-1], cut[1:])]
+        for w, sq, ab in zip(npv[0], sq_rows, ab_rows):
+            w64 = w.astype(np.float64)
+            sq[:] = np.einsum("rk,rk->r", w64, w64)
+            ab[:] = np.abs(w64).sum(1)
+        penalty = np.zeros(P)  # the penalty's share of every probe's loss, summed over an epoch
+        t_step = 0
+        # the update's work: every block's rows; with two threads and enough weights, each
+        # block's rows are halved between this thread and a helper (the kernel releases the GIL)
+        n_weights = sum(w.size for w in npv[0][:-1])
+        halves = 2 if torch.get_num_threads() >= 2 and n_weights >= SPLIT_UPDATE_WEIGHTS else 1
+        parts = [[] for _ in range(halves)]
+        for i in range(len(blocks)):
+            R = npv[0][i].shape[0]
+            cuts = np.linspace(0, R, halves + 1).round().astype(int)
+            for h, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+                if b > a:
+                    parts[h].append(tuple(None if v is None else v[a:b] for v in (
+                        npv[0][i], npv[1][i], npv[2][i], npv[3][i], masks_np[i], probe_of_row[i], sq_rows[i],
+                        ab_rows[i])))
+        helper = ThreadPoolExecutor(1, thread_name_prefix="probe-update") if halves == 2 else None
+
+        def update(tasks, step, scale_np):
+            for W_, G_, M_, V_, mk, por, sq, ab in tasks:
+                kernels.adam_step(W_, G_, M_, V_, step, lr=adam["lr"], l1=l1, scale=scale_np, probe_of_row=por,
+                                  mask=mk, sq_rows=sq, ab_rows=ab)
     for epoch in range(int(epochs)):
         if shuffle:
             order = torch.randperm(n, generator=g).numpy()
@@ -621,6 +667,26 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
                 G3 = logp.exp_()
                 G3.scatter_add_(2, pick, minus_one[:m])
                 G = G3.view(m, P * C).mul_(1.0 / m)
+            if fused:
+                # the weights' norms are those the last update left (or the initial ones)
+                nrm2 = np.bincount(row_probe, sq_all, minlength=P)
+                nrm = np.sqrt(nrm2)
+                penalty += l1 * np.bincount(row_probe, ab_all, minlength=P) + l2 * (nrm2 if l2_squared else nrm)
+                if l2_squared:
+                    scale_np = np.full(P, 2.0 * l2, dtype=np_dtype)
+                else:  # d||W||/dW = W / ||W||, and 0 at W = 0
+                    scale_np = np.divide(l2, nrm, out=np.zeros(P), where=nrm > 0).astype(np_dtype)
+                for blk, alle, rows, gw in zip(blocks, everyone, rows_of, grads):
+                    torch.mm((G if alle else G.index_select(1, rows)).t(), xb[:, blk.start:blk.stop], out=gw)
+                torch.sum(G, 0, out=grads[-1])
+                t_step += 1
+                other = helper.submit(update, parts[1], t_step, scale_np) if helper else None
+                update(parts[0], t_step, scale_np)
+                if other is not None:
+                    other.result()
+                kernels.adam_step(npv[0][-1][None], npv[1][-1][None], npv[2][-1][None], npv[3][-1][None], t_step,
+                                  lr=adam["lr"])
+                continue
             # the penalty: l1 * sum|W| + l2 * ||W||_F (or its square), per probe over its blocks
             norm2.zero_()
             abs1.zero_()
@@ -659,6 +725,9 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
             torch._foreach_add_(steps, 1)
             torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], steps, **adam)
         curves[epoch] = total.double().cpu() / n_batches
+        if fused:
+            curves[epoch] += torch.from_numpy(penalty) / n_batches
+            penalty[:] = 0
         if epoch == 0 and not bool(torch.isfinite(curves[0]).all()):
             # a NaN or infinity in X reaches every loss (its weight is never 0 at the start);
             # looked for once, after the first epoch, instead of in every batch
@@ -668,6 +737,8 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
         if verbose:
             print(f"[{name}] epoch {epoch + 1}/{epochs}: mean loss " + ", ".join(
                 f"{v:.6f}" for v in curves[epoch, :8].tolist()) + (" ..." if P > 8 else ""), flush=True)
+    if fused and helper is not None:
+        helper.shutdown()
     # each probe's weights back in its own feature order
     out = []
     for p, cols in enumerate(sets):

@@ -8,7 +8,8 @@ Each entry is a folder holding
 * ``sentence_ids.npy``: which sentence of the split each row came from;
 * ``meta.json``: the configuration that produced it (model identity, task, split,
   aggregation, dtype, ...), shapes, label vocabulary in its fixed order, library
-  versions, wall time, and the size and sha256 of every array file.
+  versions, wall time, and the size and checksum (xxh3-128; sha256 in entries written
+  before 2026-11-22) of every array file.
 
 An entry is written under a temporary name and renamed into place only when
 complete, under a file lock, so a killed run never leaves a folder that a later run
@@ -29,7 +30,7 @@ import numpy as np
 
 from .config import CACHE_VERSION, cache_dir
 from .errors import CacheError
-from .utils import atomic_dir, clean_stale_tmp, file_lock, file_sha256, stable_hash, write_json_atomic
+from .utils import atomic_dir, clean_stale_tmp, file_checksum, file_lock, file_xxh3, stable_hash, write_json_atomic
 
 ARRAYS = ("activations.npy", "labels.npy", "sentence_ids.npy")
 
@@ -149,7 +150,7 @@ def check_files(path: Path, meta: dict, verify: str = "size") -> None:
                              "truncated or edited; the entry will be recomputed")
         # a file written since its entry was made (an edit that kept the size) is checksummed
         touched = "mtime_ns" in rec and f.stat().st_mtime_ns != rec["mtime_ns"]
-        if (verify == "full" or touched) and file_sha256(f) != rec["sha256"]:
+        if (verify == "full" or touched) and len(set(file_checksum(f, rec))) != 1:
             raise CacheError(f"{f}: checksum differs from its metadata: edited or corrupted; "
                              "the entry will be recomputed")
 
@@ -208,7 +209,7 @@ class ActivationStore:
                         "layout": "rows x layers x hidden", "versions": library_versions(),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_time_s": round(time.time() - t0, 3),
                         **w.meta,
-                        "files": {n: {"size": (tmp / n).stat().st_size, "sha256": file_sha256(tmp / n),
+                        "files": {n: {"size": (tmp / n).stat().st_size, "xxh3_128": file_xxh3(tmp / n),
                                       "mtime_ns": (tmp / n).stat().st_mtime_ns} for n in ARRAYS}}
                 write_json_atomic(tmp / "meta.json", meta)
 

@@ -42,6 +42,26 @@ def file_sha256(path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def file_xxh3(path, chunk: int = 1 << 22) -> str:
+    """xxh3-128 of a file (hex): a checksum for change detection, 10x faster than sha256 here
+    (about 0.02 s against 0.2 s for a 213 MB activation array)."""
+    import xxhash  # a dependency of datasets
+
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_checksum(path, rec: dict):
+    """(recorded, computed) checksum of ``path`` for a metadata record holding ``xxh3_128`` or,
+    for entries written before it was used, ``sha256``."""
+    if "xxh3_128" in rec:
+        return rec["xxh3_128"], file_xxh3(path)
+    return rec["sha256"], file_sha256(path)
+
+
 def write_json_atomic(path, obj) -> None:
     """Write JSON so that a reader sees the old file or the new one, never a partial one."""
     path = Path(path)
