@@ -34,7 +34,7 @@ PY = sys.executable
 
 # name -> (script and arguments at the targets' sizes, the same at --quick sizes)
 BENCHES = {
-    "probes_minilm": (["probes.py", "--data", "run", "--only", "probe,layers"],
+    "probes_minilm": (["probes.py", "--data", "run", "--only", "probe,layers", "--repeats", "3"],
                       ["probes.py", "--data", "run", "--only", "probe,layers", "--repeats", "1"]),
     "probes_mpnet_size": (["probes.py", "--data", "synthetic", "--rows", "20000", "--layers", "13", "--hidden", "768",
                            "--only", "layers,minimal,scaling"],

@@ -447,7 +447,7 @@ def _first_non_finite_row(X, chunk: int = 4096):
 def train_probes(X, target, n_outputs: int, feature_sets, *, regression: bool = False, epochs: int = 10,
                  learning_rate: float = 1e-3, batch_size: int = 128, l1: float = 1e-5, l2: float = 1e-5,
                  l2_squared: bool = False, shuffle: bool = True, random_state=0, device="cpu",
-                 dtype: str = "float32", verbose: bool = False, min_block_width: int = MIN_BLOCK_WIDTH,
+                 dtype: str = "float32", verbose: bool = False, min_block_width: int | None = None,
                  name: str = "train_probes"):
     """Train several linear probes on column subsets of ``X`` at once, each as if alone.
 
@@ -499,7 +499,7 @@ SMALL_STEP_MACS = 2_000_000
 
 
 #: weights from which the compiled update of a step is split between two threads
-SPLIT_UPDATE_WEIGHTS = 300_000
+SPLIT_UPDATE_WEIGHTS = 1_000_000
 
 
 def _threads_for(batch_size, feature_sets, n_outputs, device):
@@ -519,7 +519,7 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
     P, C = len(sets), int(n_outputs)
     init_seed, shuffle_seed = _seeds(random_state)
     # gathered-column position of every probe feature, and the probe's initial weights there
-    layout = _blocks(sets, n_cols, max(1, int(min_block_width)))
+    layout = _blocks(sets, n_cols, max(1, int(MIN_BLOCK_WIDTH if min_block_width is None else min_block_width)))
     full = [torch.zeros(C, n_cols, dtype=torch_dtype) for _ in range(P)]
     bias = torch.empty(P, C, dtype=torch_dtype)
     for p, cols in enumerate(sets):
