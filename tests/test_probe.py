@@ -406,6 +406,34 @@ def test_scores_match_sklearn_on_classification():
     assert set(scores(y_true, y_pred)["per_class_accuracy"]) == {0, 1, 2, 3}
 
 
+@pytest.mark.parametrize("case", ["absent_in_pred", "extra_in_pred", "one_class_pred", "perfect", "strings",
+                                  "many_classes"])
+def test_scores_match_sklearn_in_edge_cases(case):
+    rng = np.random.default_rng(9)
+    y_true = rng.integers(0, 5, 300)
+    y_pred = np.where(rng.random(300) < 0.6, y_true, rng.integers(0, 5, 300))
+    if case == "absent_in_pred":  # a class never predicted: recall 0, F1 0
+        y_pred = np.where(y_pred == 3, 2, y_pred)
+    elif case == "extra_in_pred":  # a predicted class that is not in y_true counts in macro F1
+        y_pred = np.where(rng.random(300) < 0.1, 7, y_pred)
+    elif case == "one_class_pred":  # Matthews' correlation undefined: 0
+        y_pred = np.full(300, 1)
+    elif case == "perfect":
+        y_pred = y_true.copy()
+    elif case == "strings":
+        y_true, y_pred = np.array(list("abcde"))[y_true], np.array(list("abcde"))[y_pred]
+    else:
+        y_true = rng.integers(0, 45, 2000)
+        y_pred = np.where(rng.random(2000) < 0.8, y_true, rng.integers(0, 45, 2000))
+    s = scores(y_true, y_pred)
+    assert s["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
+    assert s["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0), abs=1e-12)
+    assert s["matthews_corrcoef"] == pytest.approx(matthews_corrcoef(y_true, y_pred), abs=1e-12)
+    present = np.unique(y_true)
+    recalls = recall_score(y_true, y_pred, labels=present, average=None, zero_division=0)
+    assert s["per_class_accuracy"] == pytest.approx(dict(zip(present.tolist(), recalls)), abs=1e-12)
+
+
 def test_scores_and_evaluate_match_scipy_on_regression():
     X, y = linear_targets(n=600, seed=9, noise=1.0)
     reg = LinearProbeRegressor(learning_rate=1e-2, epochs=10).fit(X, y)
