@@ -154,6 +154,31 @@ def _gather(X: np.ndarray, neurons: np.ndarray | None, chunk_bytes: int = 256 * 
     return out
 
 
+def _shared_columns(sets: list[np.ndarray], n_neurons: int):
+    """One gather for several neuron sets: ``(union, [take])``, where ``union`` lists the
+    neurons to gather once (the longest set first, in its order, then the others' new ones)
+    and ``take(U)`` gives a set's columns of the gathered ``U``: a view where the set is a run
+    of ``union`` (the nested top-k sets of the minimal-set search, single layers), else a copy."""
+    longest = max(sets, key=len)
+    seen = np.zeros(n_neurons, dtype=bool)
+    seen[longest] = True
+    extra = [f[~seen[f]] for f in sets]
+    union = np.concatenate([longest] + [e for e in extra if e.size])
+    union = union[np.sort(np.unique(union, return_index=True)[1])]  # first occurrences, in order
+    where = np.empty(n_neurons, dtype=np.int64)
+    where[union] = np.arange(union.size)
+    if union.size == n_neurons and np.array_equal(union, np.arange(n_neurons)):
+        union = None  # all neurons in their order: _gather returns the split itself
+    takes = []
+    for f in sets:
+        pos = where[f]
+        if pos.size and np.array_equal(pos, np.arange(pos[0], pos[0] + pos.size)):
+            takes.append(lambda U, a=int(pos[0]), b=int(pos[0]) + pos.size: U[:, a:b])
+        else:
+            takes.append(lambda U, pos=pos: U[:, pos])
+    return union, takes
+
+
 @dataclass
 class ProbeResult:
     """A probe trained on some neurons and scored on dev (and test).
@@ -296,8 +321,8 @@ class ProbeEvaluator:
                           {**record, "fit_seconds": r.fit_seconds, "npz": npz, "check": stable_hash(record, 24)})
         fault_point("probe-save")
 
-    def _scores(self, probe, split: _Split, neurons) -> dict:
-        X = _gather(split.X, neurons)
+    def _scores(self, probe, split: _Split, neurons, X=None) -> dict:
+        X = _gather(split.X, neurons) if X is None else X
         return scores(split.y, probe.predict(X), label_names=self.label_names, regression=self.regression)
 
     def check_neurons(self, neurons) -> np.ndarray | None:
@@ -333,10 +358,12 @@ class ProbeEvaluator:
         self.n_fits += 1
         return self._finish(probe, full, idx, seconds, name)
 
-    def _finish(self, probe, full: np.ndarray, idx, seconds: float, name: str) -> ProbeResult:
-        """Score a fitted probe on dev and test, report it and keep it in the cache."""
-        dev_scores = self._scores(probe, self.dev, idx)
-        test_scores = self._scores(probe, self.test, idx) if self.test is not None else {}
+    def _finish(self, probe, full: np.ndarray, idx, seconds: float, name: str, X_dev=None,
+                X_test=None) -> ProbeResult:
+        """Score a fitted probe on dev and test (columns ``idx`` of theirs, or ``X_dev`` and
+        ``X_test`` when given), report it and keep it in the cache."""
+        dev_scores = self._scores(probe, self.dev, idx, X_dev)
+        test_scores = self._scores(probe, self.test, idx, X_test) if self.test is not None else {}
         metric = METRICS[self.metric][0]
         r = ProbeResult(full, float(dev_scores[metric]), float(test_scores.get(metric, np.nan)), dev_scores,
                         test_scores, np.asarray(probe.coef_), np.asarray(probe.intercept_), seconds)
@@ -379,8 +406,12 @@ class ProbeEvaluator:
             fitted = fit_probes(self.probe, self.train.X, self.train.y, [fulls[j] for j in todo], gather=_gather)
             each = (time.perf_counter() - t0) / len(todo)  # the pass's time, shared out
             self.n_fits += len(todo)
-            for j, probe in zip(todo, fitted):
-                results[j] = self._finish(probe, fulls[j], idxs[j], each, names[j])
+            views = _shared_columns([fulls[j] for j in todo], self.n_neurons)
+            dev_u = _gather(self.dev.X, views[0])
+            test_u = _gather(self.test.X, views[0]) if self.test is not None else None
+            for j, probe, cols in zip(todo, fitted, views[1]):
+                results[j] = self._finish(probe, fulls[j], idxs[j], each, names[j], X_dev=cols(dev_u),
+                                          X_test=None if test_u is None else cols(test_u))
         else:
             for j in todo:
                 results[j] = self.evaluate(idxs[j], name=names[j])
