@@ -74,9 +74,11 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_bert, monkeypatch):
     # publish the run (as `bash run.sh paper-scale` does) and show it on the paper-scale pages
     from redundancy.publish import publish
 
-    pub = publish(config, tmp_path / "published", log=lambda *a: None)
+    note = "a tiny run in a test, nothing else beside it"
+    pub = publish(config, tmp_path / "published", log=lambda *a: None, note=note)
     prov = json.loads((pub / "provenance.json").read_text())
     assert prov["run"] == "tiny-book" and len(prov["notebooks"]) == len(notebooks())
+    assert prov["note"] == note
     assert all(v["wall_time_s"] > 0 and v["peak_rss_mib"] > 0 for v in prov["notebooks"].values())
     assert (pub / "results" / "layers" / "layers.csv").read_bytes() == (res / "layers" / "layers.csv").read_bytes()
     assert not list((pub / "results").rglob("*.ipynb")) and not (pub / "results" / "activations.json").exists()
@@ -103,6 +105,7 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_bert, monkeypatch):
             assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", page), f"{nb.stem} has no figure"
     # glued numbers reached the prose
     assert "Failed to format" not in r.stderr
+    assert note in (html / "10_paper_scale.html").read_text()  # the run's conditions, beside its times
     cka_page = (html / "02_cka.html").read_text()
     assert re.search(r"mean CKA of\s*<span[^>]*>\s*<span[^>]*>0\.\d{3}", cka_page) or "mean CKA of" in cka_page
 

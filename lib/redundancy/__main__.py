@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     pb = sub.add_parser("publish", help="copy a run's results to data/<run>/ with their provenance")
     pb.add_argument("--config", default="configs/paper-scale.yml")
     pb.add_argument("--dest", help="default: data/<run name>")
+    pb.add_argument("--note", help="the conditions of the run (other work beside it, a pause, a resume), kept in "
+                                   "provenance.json and shown in the book")
     sub.add_parser("tasks", help="list the registered tasks")
     s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
     s.add_argument("tasks", nargs="+")
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
         elif args.cmd == "publish":
             from .publish import publish
 
-            publish(args.config, args.dest)
+            publish(args.config, args.dest, note=args.note)
         elif args.cmd == "tasks":
             from .tasks import list_tasks
 

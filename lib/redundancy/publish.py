@@ -97,8 +97,11 @@ def _pipeline_record(index: dict) -> dict:
             "peak_rss_mib": index.get("peak_rss_mib")}
 
 
-def publish(config, dest=None, log=print) -> Path:
-    """Copy a run's results into ``dest`` (default ``data/<run name>``) with ``provenance.json``."""
+def publish(config, dest=None, log=print, note: str | None = None) -> Path:
+    """Copy a run's results into ``dest`` (default ``data/<run name>``) with ``provenance.json``.
+
+    ``note``: the conditions of the run in words (other work sharing the machine, a pause or a
+    resume), kept as ``provenance["note"]``; the book shows it beside the run's times."""
     cfg_path = Path(config)
     cfg = load_config(cfg_path)
     src = results_dir(cfg)
@@ -133,6 +136,8 @@ def publish(config, dest=None, log=print) -> Path:
             "notebooks": {k: {kk: v[kk] for kk in ("status", "wall_time_s", "peak_rss_mib", "peak_anon_mib", "finished", "earlier") if kk in v}
                           for k, v in sorted(notebooks.items())},
             "pairs": sorted({(e["model"], e["task"]) for e in index.get("entries", [])})}
+    if note:
+        prov["note"] = str(note)
     write_json_atomic(dest / "provenance.json", prov)
     log(f"[publish] {n} result files of run {cfg['name']!r} -> {out}; provenance: {dest / 'provenance.json'}")
     return dest
