@@ -791,11 +791,15 @@ pl = prov["pipeline"]
 total_s = (max(float(pl.get("last_invocation_wall_time_s") or 0), float(pl["extract_time_s"]) + float(pl["finetune_time_s"]))
            + (float(NB.wall_all.sum()) if len(NB) else 0.0))
 glue("ps_total_h", round(total_s / 3600, 2))
-glue("ps_goal", "within" if total_s <= 2 * 3600 and max(peaks) <= 16 * 1024 else "outside")
 glue("ps_note", prov.get("note") or "none were recorded with this run")
 anon = list(NB.anon_all.dropna()) if len(NB) else []
 n_batches = sum(len(b) for b in batches.values()) if len(NB) else 0
 n_anon = sum(1 for b in batches.values() for x in b if x.get("peak_anon_mib")) if len(NB) else 0
+# memory the steps allocated: the notebooks' anonymous peaks where every batch recorded one (the resident
+# set also counts mapped activation pages, which the system can drop), else the resident peaks
+mem_mib = max([pl.get("peak_rss_mib") or 0] + (anon if anon and n_anon == n_batches else peaks))
+glue("ps_goal", "within" if total_s <= 2 * 3600 and mem_mib <= 16 * 1024 else "outside")
+glue("ps_goal_mem", "allocated (anonymous)" if anon and n_anon == n_batches else "resident")
 _ = glue("ps_peak_anon", (f"{max(anon) / 1024:.1f} GiB, in the {n_anon} of {n_batches} notebook batches that "
                           "recorded it (earlier batches recorded the resident set only)" if n_anon < n_batches
                           else f"{max(anon) / 1024:.1f} GiB") if anon else "not recorded for this run")''', ["hide-input"]),
@@ -815,7 +819,7 @@ anonymous memory of a notebook's kernel, what it allocated itself (resident minu
 pages, which the system can drop and read again), was {glue:text}`ps_peak_anon`.
 In all {glue:text}`ps_total_h` hours (the pipeline's wall time, or the sum of its steps where
 it was resumed, plus the notebooks'): {glue:text}`ps_goal` this project's goal for the paper's scale
-on a 2-core CPU (at most 2 hours and 16 GB). All times are wall-clock times of the runs as they
+on a 2-core CPU (at most 2 hours, and 16 GB of {glue:text}`ps_goal_mem` memory in any step). All times are wall-clock times of the runs as they
 happened; the conditions of the run, as recorded when it was published: {glue:text}`ps_note`.
 
 **Fine-tuning budget.** The paper fine-tuned every sentence task with `run_glue`'s defaults
