@@ -71,9 +71,11 @@ def test_run_end_to_end_and_rerun_reuses(tmp_path, tiny_bert, monkeypatch):
 def test_open_run_reads_the_index(tmp_path, tiny_bert):
     cfg = _config(tmp_path, tiny_bert)
     cfg["tasks"].pop("sst-2")
-    run(cfg, progress=False, log=lambda *a: None)
     path = tmp_path / "tiny.yml"
     path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(FileNotFoundError, match=r"has not been run here .* redundancy run --config .*tiny\.yml"):
+        open_run(path, tiny_bert, "pos", "dev")  # before the run: what to do, not a bare missing file
+    run(cfg, progress=False, log=lambda *a: None)
     acts = open_run(path, tiny_bert, "pos", "dev")
     assert acts.n_rows == 3 and list(acts.labels) == [0, 1, 3]  # DT NN VBD in sorted label order
     with pytest.raises(KeyError, match="no activations"):

@@ -138,7 +138,12 @@ def open_run(name_or_config, model: str, task: str, split: str):
     from .store import Activations
 
     cfg = load_config(name_or_config) if str(name_or_config).endswith((".yml", ".yaml")) else {"name": name_or_config}
-    index = json.loads((results_dir(cfg) / "activations.json").read_text())
+    index_file = results_dir(cfg) / "activations.json"
+    if not index_file.exists():
+        cfg_file = name_or_config if str(name_or_config).endswith((".yml", ".yaml")) else f"configs/{cfg['name']}.yml"
+        raise FileNotFoundError(f"run {cfg['name']!r} has not been run here ({index_file} is missing): run "
+                                f"`python -m redundancy run --config {cfg_file}` first")
+    index = json.loads(index_file.read_text())
     for e in index["entries"]:
         if e["model"] == model and e["task"] == task and e["split"] == split:
             return Activations(Path(e["path"]))
