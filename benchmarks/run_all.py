@@ -193,6 +193,11 @@ def main(argv=None):
         commands[name] = {"command": " ".join(["benchmarks/" + args[0], *args[1:]]), "seconds": None,
                           "reused_from": Path(path).name}
         names = [n for n in names if n != name]
+    cpu = "unknown"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
     for name in names:
         args = BENCHES[name][1 if a.quick else 0]
         js = tmp / f"{name}.json"
@@ -206,18 +211,13 @@ def main(argv=None):
             continue
         res[name] = json.loads(js.read_text())
         commands[name] = {"command": " ".join(["benchmarks/" + args[0], *args[1:]]),
-                          "seconds": round(time.perf_counter() - t, 1), "commit": head}
+                          "seconds": round(time.perf_counter() - t, 1), "commit": head, "cpu": cpu}
     mc = out_path.parent / "main_command.json"
     if mc.exists():
         res["main_command"] = json.loads(mc.read_text())
     import torch
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    cpu = "unknown"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     if a.table_only and previous:  # the measurements' provenance, not this rebuild's
         commit, date = previous["commit"], previous["date"]
     else:

@@ -489,9 +489,12 @@ mach = B["machine"]
 glue("perf_cpu", mach["cpu"]); glue("perf_cores", mach["cores"]); glue("perf_mem", mach["memory_gib"])
 glue("perf_date", B["date"]); glue("perf_torch", mach["torch"])
 kept = [k for k, c in B["commands"].items() if c.get("commit") != B["commit"]]
+cpus = sorted({B["commands"][k].get("cpu", "a CPU not recorded") for k in kept})
 glue("perf_commit", B["commit"][:8] + (f" (the latest benchmarks; {len(kept)} of {len(B['commands'])} benchmark "
                                        "commands are kept from earlier runs of the suite, whose commits and commands "
-                                       "the results file lists)" if kept else ""))
+                                       f"the results file lists, measured on {' and '.join(cpus)}: each row's ratio "
+                                       "compares two sides run in the same process, but seconds of rows measured on "
+                                       "different CPUs do not compare)" if kept else ""))
 glue("perf_gpu", "no GPU was lent to the session that measured these" if not B.get("gpu") else B["gpu"]["device"])
 T = pd.DataFrame(B["table"])
 n_met, n_all = int((T.met == True).sum()), int(T.met.notna().sum())

@@ -137,10 +137,11 @@ def open_run(name_or_config, model: str, task: str, split: str):
     """Open the activations a run produced, by model, task and split."""
     from .store import Activations
 
-    cfg = load_config(name_or_config) if str(name_or_config).endswith((".yml", ".yaml")) else {"name": name_or_config}
+    is_file = str(name_or_config).endswith((".yml", ".yaml"))
+    cfg = load_config(name_or_config) if is_file else {"name": name_or_config}
     index_file = results_dir(cfg) / "activations.json"
     if not index_file.exists():
-        cfg_file = name_or_config if str(name_or_config).endswith((".yml", ".yaml")) else f"configs/{cfg['name']}.yml"
+        cfg_file = name_or_config if is_file else f"configs/{cfg['name']}.yml"
         raise FileNotFoundError(f"run {cfg['name']!r} has not been run here ({index_file} is missing): run "
                                 f"`python -m redundancy run --config {cfg_file}` first")
     index = json.loads(index_file.read_text())
