@@ -96,6 +96,14 @@ def target_table(res: dict) -> list[dict]:
                 p["speedup"] >= 2.5 and gap <= 0.5,
                 f"test accuracy NeuroX {acc['neurox']:.4f}, ours {acc['ours']:.4f}; the probe's matrix products "
                 f"alone take {p['seconds']['bare']:.2f} s (ours = {p['ours_over_bare']:.2f}x of that)")
+            if "ours_in_order" in p["seconds"]:  # the same mini-batches as NeuroX (no shuffling)
+                gap = 100 * (acc["neurox"] - acc["ours_in_order"])
+                row(label + ", rows in NeuroX's order (shuffle=False)",
+                    f"{d['train_rows']:,} x {d['neurons']:,} x {d['classes']}", "NeuroX train_logistic_regression_probe",
+                    p["seconds"]["neurox"], p["seconds"]["ours_in_order"], p["speedup_in_order"],
+                    ">= 2.5x, accuracy within 0.5 points", p["speedup_in_order"] >= 2.5 and gap <= 0.5,
+                    f"NeuroX does not shuffle: these are its mini-batches; test accuracy NeuroX {acc['neurox']:.4f}, "
+                    f"ours {acc['ours_in_order']:.4f}; ours = {p['ours_in_order_over_bare']:.2f}x the bare products")
     for key in ("probes_minilm", "probes_mpnet_size", "probes_mpnet_real"):
         l = _get(res, key, "layers")
         if l:

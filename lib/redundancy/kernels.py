@@ -103,6 +103,37 @@ if numba is not None:
                 ab_rows[r] = ab
 
 
+def prepare(W, G, M, V, *, probe_of_row=None, mask=None, sq_rows=None, ab_rows=None) -> tuple:
+    """The array arguments of one block's update, assembled once for every step of a training run.
+
+    See :func:`adam_step` for what each array is; :func:`run` takes the result with the
+    step's per-probe ``scale`` and :func:`scalars`. (Assembling them anew every step, and the
+    scalars with them, cost as much as the update of a 113,000-weight probe.)
+    """
+    R = W.shape[0]
+    if probe_of_row is None:
+        probe_of_row = np.zeros(R, dtype=np.int64)
+    none_w = np.zeros((0, 0), dtype=W.dtype)
+    none_r = np.zeros(0, dtype=np.float64)
+    return (W, G, M, V, none_w if mask is None else mask, probe_of_row,
+            none_r if sq_rows is None else sq_rows, none_r if ab_rows is None else ab_rows)
+
+
+def scalars(step: int, dtype, *, lr: float, l1: float = 0.0, beta1: float = 0.9, beta2: float = 0.999,
+            eps: float = 1e-8) -> tuple:
+    """The scalar arguments of step ``step`` (1 for the first), in the weights' dtype."""
+    dt = np.dtype(dtype).type
+    bc1 = 1.0 - beta1 ** step
+    bc2 = 1.0 - beta2 ** step
+    return dt(l1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(lr / bc1), dt(np.sqrt(bc2)), dt(eps)
+
+
+def run(prepared: tuple, scale, sc: tuple) -> None:
+    """One update of a block: :func:`prepare`'s arrays, ``scale`` (P,) per probe, :func:`scalars`."""
+    W, G, M, V, mask, por, sq, ab = prepared
+    _adam_step(W, G, M, V, mask, por, scale, *sc, sq, ab)
+
+
 def adam_step(W, G, M, V, step: int, *, lr: float, l1: float = 0.0, scale=None, probe_of_row=None,
               mask=None, sq_rows=None, ab_rows=None, beta1: float = 0.9, beta2: float = 0.999,
               eps: float = 1e-8) -> None:
@@ -123,14 +154,7 @@ def adam_step(W, G, M, V, step: int, *, lr: float, l1: float = 0.0, scale=None, 
     sq_rows, ab_rows : float64 arrays (R,), optional
         Filled with every row's ``sum W^2`` and ``sum |W|`` after the update.
     """
-    dt = W.dtype.type
-    R = W.shape[0]
     if scale is None:
-        scale, probe_of_row = np.zeros(1, dtype=W.dtype), np.zeros(R, dtype=np.int64)
-    none_w = np.zeros((0, 0), dtype=W.dtype)
-    none_r = np.zeros(0, dtype=np.float64)
-    bc1 = 1.0 - beta1 ** step
-    bc2 = 1.0 - beta2 ** step
-    _adam_step(W, G, M, V, none_w if mask is None else mask, probe_of_row, scale, dt(l1), dt(1.0 - beta1),
-               dt(beta2), dt(1.0 - beta2), dt(lr / bc1), dt(np.sqrt(bc2)), dt(eps),
-               none_r if sq_rows is None else sq_rows, none_r if ab_rows is None else ab_rows)
+        scale = np.zeros(1, dtype=W.dtype)
+    run(prepare(W, G, M, V, probe_of_row=probe_of_row, mask=mask, sq_rows=sq_rows, ab_rows=ab_rows), scale,
+        scalars(step, W.dtype, lr=lr, l1=l1, beta1=beta1, beta2=beta2, eps=eps))
