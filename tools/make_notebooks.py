@@ -514,6 +514,12 @@ for tag, key in (("small", "probes_minilm"), ("big", "probe_paper_scale")):
     nx_b, need_b, ours_b = _bound_row(key)
     glue(f"perf_nx_over_bare_{tag}", nx_b); glue(f"perf_need_over_bare_{tag}", need_b)
     glue(f"perf_ours_over_bare_{tag}", ours_b)
+_need = {tag: _bound_row(key)[1] for tag, key in (("MiniLM", "probes_minilm"), ("paper's", "probe_paper_scale"))}
+_below = [t for t, v in _need.items() if v < 1]
+glue("perf_need_text", (f": at the {' and the '.join(_below)} size less than the products themselves, which no "
+                        "implementation can be" if _below else
+                        ": the rest of a step (reading and shuffling the mini-batch, the loss, the update of "
+                        "every weight by Adam) would have to fit in what is left beyond the products"))
 # ours with the rows in NeuroX's order (shuffle=False: NeuroX does not shuffle), where measured
 _p = B["results"].get("probes_minilm", {}).get("probe", {})
 _io = _p.get("seconds", {}).get("ours_in_order")
@@ -530,7 +536,7 @@ mini-batch (forward and gradient). On this machine NeuroX's probe takes only
 (19,875 tokens x 2,688 neurons) and {glue:text}`perf_nx_over_bare_big:.2f` times at the paper's
 (150,000 x 9,984, synthetic), so being 2.5 times faster than NeuroX would take
 {glue:text}`perf_need_over_bare_small:.2f` and {glue:text}`perf_need_over_bare_big:.2f` times the
-products' time: at the paper's size less than the products themselves. Ours takes
+products' time{glue:text}`perf_need_text`. Ours takes
 {glue:text}`perf_ours_over_bare_small:.2f` and {glue:text}`perf_ours_over_bare_big:.2f` times the
 products' time. {glue:text}`perf_inorder_text` The speed-ups that matter for the paper's pipeline come
 from training many probes at once (the layer sweep and the minimal-set search below), where the
