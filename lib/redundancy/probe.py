@@ -541,7 +541,7 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
     del full
     bias = bias.to(dev).reshape(P * C)  # (P * C,): probe-major, as the rows of the block weights
     everyone = [len(b.probes) == P for b in blocks]
-    # the probes of a block, and their rows in the (m, P * C) outputs; None where all probes
+    # the probes of a block, and their rows in the (P * C, m) outputs; None where all probes
     rows_of = [None if alle else (blk.probes.unsqueeze(1) * C + torch.arange(C, device=dev)).reshape(-1)
                for blk, alle in zip(blocks, everyone)]
     # outputs are kept transposed, (P * C, m): a probe's outputs are rows, and the forward
@@ -551,13 +551,13 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
     # by one index_add_; their gradients' rows are gathered by one index_select (not one
     # routing operation per block and direction)
     part = [i for i, alle in enumerate(everyone) if not alle]
-    part_cols, at = {}, 0
+    part_span, at = {}, 0
     for i in part:
-        part_cols[i] = (at, at + rows_of[i].numel())
+        part_span[i] = (at, at + rows_of[i].numel())
         at += rows_of[i].numel()
     part_rows = torch.cat([rows_of[i] for i in part]) if part else None
-    # buffers of one mini-batch size m (at most two sizes: the batch size and the last batch):
-    # a fresh multi-megabyte tensor per step is a fresh mapping from the allocator, paid in page faults
+    # outputs, partial products and the loss's -1s of one mini-batch size m (at most two sizes:
+    # the batch size and the last batch), reused like the other buffers below
     per_m = {}
 
     def buffers(m):
@@ -671,7 +671,7 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
             for i, (blk, alle) in enumerate(zip(blocks, everyone)):
                 xs = xb[:, blk.start:blk.stop]
                 if not alle:
-                    a, b = part_cols[i]
+                    a, b = part_span[i]
                     torch.mm(blk.weight, xs.t(), out=part_buf[a:b])
                 elif first:
                     torch.mm(blk.weight, xs.t(), out=outT)
@@ -708,14 +708,14 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
                     scale_np = np.divide(l2, nrm, out=np.zeros(P), where=nrm > 0).astype(np_dtype)
                 GpT = GT.index_select(0, part_rows) if part else None
                 for i, (blk, alle, gw) in enumerate(zip(blocks, everyone, grads)):
-                    GTb = GT if alle else GpT[part_cols[i][0]:part_cols[i][1]]
+                    GTb = GT if alle else GpT[part_span[i][0]:part_span[i][1]]
                     torch.mm(GTb, xb[:, blk.start:blk.stop], out=gw)
                 torch.sum(GT, 1, out=grads[-1])
                 t_step += 1
                 sc = kernels.scalars(t_step, np_dtype, lr=adam["lr"], l1=l1)
                 other = helper.submit(update, parts[1], scale_np, sc) if helper else None
                 update(parts[0], scale_np, sc)
-                kernels.run(bias_task, no_scale, kernels.scalars(t_step, np_dtype, lr=adam["lr"]))
+                kernels.run(bias_task, no_scale, (no_scale[0],) + sc[1:])  # the bias: no L1 term
                 if other is not None:
                     other.result()
                 continue
@@ -747,7 +747,7 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
             GpT = GT.index_select(0, part_rows) if part else None
             for i, (blk, alle, gw) in enumerate(zip(blocks, everyone, grads)):
                 S = len(blk.probes)
-                GTb = GT if alle else GpT[part_cols[i][0]:part_cols[i][1]]
+                GTb = GT if alle else GpT[part_span[i][0]:part_span[i][1]]
                 torch.mm(GTb, xb[:, blk.start:blk.stop], out=gw)
                 if l1:
                     gw.add_(torch.sign(blk.weight, out=signs[i]), alpha=l1)
