@@ -603,6 +603,68 @@ def test_adam_step_kernel_matches_torch_adam_with_the_penalty_gradient():
     np.testing.assert_allclose(V, opt.state[Wt]["exp_avg_sq"].numpy(), atol=1e-9, rtol=1e-5)
 
 
+def test_softmax_xent_kernel_matches_torch_log_softmax():
+    """The compiled loss pass against torch: loss, gradient (softmax - onehot) / m, bias gradient
+    and the penalty bookkeeping, for 3 probes of 5 classes, with logits up to +-60."""
+    from redundancy import kernels
+
+    rng = np.random.default_rng(7)
+    P, C, m = 3, 5, 37
+    logits = (rng.standard_normal((P * C, m)) * 20).astype(np.float32)
+    bias = rng.standard_normal(P * C).astype(np.float32)
+    tb = rng.integers(0, C, m)
+    row_probe = np.repeat(np.arange(P), C)
+    sq_all, ab_all = rng.random(P * C), rng.random(P * C)
+    sq_all[row_probe == 1] = 0.0  # a probe at W = 0: its L2 scale is 0, not a division by 0
+    outT = logits.copy()
+    loss, gbias, penalty = np.zeros(P), np.empty(P * C, dtype=np.float32), np.zeros(P)
+    scale = np.empty(P, dtype=np.float32)
+    kernels.softmax_xent(outT, bias, tb, C, loss, gbias, np.empty((3, m), dtype=np.float32), row_probe, sq_all,
+                         ab_all, penalty, scale, l1=0.1, l2=0.01, l2_squared=False)
+    z = torch.from_numpy(logits.astype(np.float64) + bias[:, None]).view(P, C, m)
+    logp = torch.log_softmax(z, 1)
+    ref_loss = -logp.gather(1, torch.from_numpy(tb).view(1, 1, m).expand(P, 1, m)).mean(2).view(P)
+    ref_g = logp.exp()
+    ref_g.scatter_add_(1, torch.from_numpy(tb).view(1, 1, m).expand(P, 1, m), -torch.ones(P, 1, m, dtype=torch.float64))
+    ref_g = (ref_g / m).view(P * C, m).numpy()
+    np.testing.assert_allclose(loss, ref_loss.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(outT, ref_g, atol=2e-8, rtol=0)
+    np.testing.assert_allclose(gbias, ref_g.sum(1), atol=1e-7, rtol=0)
+    nrm2 = np.bincount(row_probe, sq_all)
+    np.testing.assert_allclose(penalty, 0.1 * np.bincount(row_probe, ab_all) + 0.01 * np.sqrt(nrm2), rtol=1e-12)
+    np.testing.assert_allclose(scale, np.where(nrm2 > 0, 0.01 / np.sqrt(np.where(nrm2 > 0, nrm2, 1)), 0),
+                               rtol=1e-6)
+    assert scale[1] == 0.0
+    # the float32 exponential inside it, within 5e-7 of the exact value from 1 down to exp(-75):
+    # two classes, softmax([0, x]) of class 1 is exp(x) / (1 + exp(x)), its gradient that / m
+    m = 1024
+    for x in np.split(-np.linspace(0, 75, 64 * m).astype(np.float32), 64):
+        out = np.vstack([np.zeros((1, m), dtype=np.float32), x[None]])
+        kernels.softmax_xent(out, np.zeros(2, dtype=np.float32), np.zeros(m, dtype=np.int64), 2, np.zeros(1),
+                             np.empty(2, dtype=np.float32), np.empty((3, m), dtype=np.float32), np.zeros(2, int),
+                             np.zeros(2), np.zeros(2), np.zeros(1), np.zeros(1, dtype=np.float32), l1=0.0, l2=0.0,
+                             l2_squared=False)
+        ex = np.exp(x.astype(np.float64))
+        np.testing.assert_allclose(out[1].astype(np.float64) * m, ex / (1 + ex), rtol=5e-7, atol=0)
+
+
+def test_compiled_loss_pass_trains_the_same_probes_as_torchs_loss(monkeypatch):
+    """FUSED_LOSS off (torch's log_softmax and friends) and on: the same probes, blocks shared by
+    some probes only and a last short batch included."""
+    from redundancy.probe import fit_probes
+
+    X, y = blobs(n=1130, d=96, k=5, seed=3)
+    sets = _families()
+    template = LinearProbe(epochs=3, random_state=1, l1=1e-3, l2=1e-2)
+    fused = fit_probes(template, X, y, sets)
+    monkeypatch.setattr(probe_module, "FUSED_LOSS", False)
+    plain = fit_probes(template, X, y, sets)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a.coef_, b.coef_, atol=2e-6, rtol=0)
+        np.testing.assert_allclose(a.intercept_, b.intercept_, atol=2e-6, rtol=0)
+        np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-5)
+
+
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_compiled_and_torch_engines_agree(monkeypatch, shuffle):
     """The compiled update (CPU default) and torch's operations (the GPU path) train the same probes."""

@@ -498,6 +498,10 @@ def train_probes(X, target, n_outputs: int, feature_sets, *, regression: bool = 
 SMALL_STEP_MACS = 2_000_000
 
 
+#: classification on the CPU computes its loss and gradient in one compiled pass
+#: (:func:`redundancy.kernels.softmax_xent`); False uses torch's operations, as the GPU does
+FUSED_LOSS = True
+
 #: weights from which the compiled update of a step is split between two threads
 SPLIT_UPDATE_WEIGHTS = 1_000_000
 
@@ -643,6 +647,20 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
         def update(tasks, scale_np, sc):
             for task in tasks:
                 kernels.run(task, scale_np, sc)
+        # every step's Adam scalars, computed once
+        step_scalars = []
+        for t in range(1, int(epochs) * n_batches + 1):
+            sc = kernels.scalars(t, np_dtype, lr=adam["lr"], l1=l1)
+            step_scalars.append((sc, (no_scale[0],) + sc[1:]))
+        # classification: the loss and its gradient in one compiled pass (softmax_xent), on
+        # numpy views of the outputs, the bias and its gradient
+        xent = not regression and FUSED_LOSS
+        if xent:
+            scale_np = np.zeros(P, dtype=np_dtype)
+            bias_np, gbias_np = npv[0][-1], npv[1][-1]
+            outT_np, work_np = {}, {}
+    else:
+        xent = False
     for epoch in range(int(epochs)):
         if shuffle:
             order = torch.randperm(n, generator=g).numpy()
@@ -653,9 +671,12 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
         else:
             order, t_epoch = None, tt
         total = torch.zeros(P, dtype=torch_dtype, device=dev)
+        if xent:
+            total_np = np.zeros(P)
+            t_epoch_np = t_epoch.numpy()
         for s, e in bounds:
             m = e - s
-            tb = t_epoch[s:e]
+            tb = None if xent else t_epoch[s:e]
             if order is None:
                 xb = Xt[s:e].to(dev) if Xt is not None else torch.from_numpy(
                     np.array(X[s:e], dtype=np_dtype, order="C")).to(dev)
@@ -678,26 +699,40 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
                     first = False
                 else:
                     outT.addmm_(blk.weight, xs.t())
-            if first:
-                outT.copy_(bias.unsqueeze(1).expand(P * C, m))
+            if xent:
+                # one compiled pass: the bias, the loss, its gradient G^T in place, the bias's
+                # gradient, and the penalty's bookkeeping (in place of about 20 small operations)
+                if first:
+                    outT.zero_()
+                if part:
+                    outT.index_add_(0, part_rows, part_buf)
+                if m not in work_np:
+                    outT_np[m], work_np[m] = outT.numpy(), np.empty((3, m), dtype=np_dtype)
+                kernels.softmax_xent(outT_np[m], bias_np, t_epoch_np[s:e], C, total_np, gbias_np, work_np[m],
+                                     row_probe, sq_all, ab_all, penalty, scale_np, l1=l1, l2=l2,
+                                     l2_squared=bool(l2_squared))
+                GT = outT
             else:
-                outT.add_(bias.unsqueeze(1))
-            if part:
-                outT.index_add_(0, part_rows, part_buf)
-            out3 = outT.view(P, C, m)
-            # the loss's gradient with respect to the outputs (transposed, G^T), and the loss itself
-            if regression:
-                diff = out3[:, 0, :] - tb.unsqueeze(0)  # (P, m)
-                total += diff.square().mean(1)
-                GT = diff.mul_(2.0 / m)  # (P * C, m), C = 1
-            else:
-                logp = torch.log_softmax(out3, 1)
-                pick = tb.view(1, 1, m).expand(P, 1, m)
-                total -= logp.gather(1, pick).mean(2).view(P)
-                G3 = logp.exp_()
-                G3.scatter_add_(1, pick, minus_one)
-                GT = G3.view(P * C, m).mul_(1.0 / m)
-            if fused:
+                if first:
+                    outT.copy_(bias.unsqueeze(1).expand(P * C, m))
+                else:
+                    outT.add_(bias.unsqueeze(1))
+                if part:
+                    outT.index_add_(0, part_rows, part_buf)
+                out3 = outT.view(P, C, m)
+                # the loss's gradient with respect to the outputs (transposed, G^T), and the loss
+                if regression:
+                    diff = out3[:, 0, :] - tb.unsqueeze(0)  # (P, m)
+                    total += diff.square().mean(1)
+                    GT = diff.mul_(2.0 / m)  # (P * C, m), C = 1
+                else:
+                    logp = torch.log_softmax(out3, 1)
+                    pick = tb.view(1, 1, m).expand(P, 1, m)
+                    total -= logp.gather(1, pick).mean(2).view(P)
+                    G3 = logp.exp_()
+                    G3.scatter_add_(1, pick, minus_one)
+                    GT = G3.view(P * C, m).mul_(1.0 / m)
+            if fused and not xent:
                 # the weights' norms are those the last update left (or the initial ones)
                 nrm2 = np.bincount(row_probe, sq_all, minlength=P)
                 nrm = np.sqrt(nrm2)
@@ -706,16 +741,18 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
                     scale_np = np.full(P, 2.0 * l2, dtype=np_dtype)
                 else:  # d||W||/dW = W / ||W||, and 0 at W = 0
                     scale_np = np.divide(l2, nrm, out=np.zeros(P), where=nrm > 0).astype(np_dtype)
+            if fused:
                 GpT = GT.index_select(0, part_rows) if part else None
                 for i, (blk, alle, gw) in enumerate(zip(blocks, everyone, grads)):
                     GTb = GT if alle else GpT[part_span[i][0]:part_span[i][1]]
                     torch.mm(GTb, xb[:, blk.start:blk.stop], out=gw)
-                torch.sum(GT, 1, out=grads[-1])
+                if not xent:
+                    torch.sum(GT, 1, out=grads[-1])
                 t_step += 1
-                sc = kernels.scalars(t_step, np_dtype, lr=adam["lr"], l1=l1)
+                sc, sc_bias = step_scalars[t_step - 1]
                 other = helper.submit(update, parts[1], scale_np, sc) if helper else None
                 update(parts[0], scale_np, sc)
-                kernels.run(bias_task, no_scale, (no_scale[0],) + sc[1:])  # the bias: no L1 term
+                kernels.run(bias_task, no_scale, sc_bias)  # the bias: no L1 term
                 if other is not None:
                     other.result()
                 continue
@@ -758,7 +795,7 @@ def _train_probes(X, target, n_outputs, feature_sets, *, regression, epochs, lea
             torch.sum(GT, 1, out=grads[-1])
             torch._foreach_add_(steps, 1)
             torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], steps, **adam)
-        curves[epoch] = total.double().cpu() / n_batches
+        curves[epoch] = (torch.from_numpy(total_np) if xent else total.double().cpu()) / n_batches
         if fused:
             curves[epoch] += torch.from_numpy(penalty) / n_batches
             penalty[:] = 0
