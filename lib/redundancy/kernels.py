@@ -19,6 +19,12 @@ weights' own precision, with the penalty gradient of the reference loss added fi
 Results agree with the torch path to rounding (about 1e-8 on weights of size 1e-2 per step;
 ``tests/test_probe.py`` checks both paths against each other and against the reference
 training loop). Without numba, or off the CPU, the engine uses its torch path.
+
+:func:`softmax_xent` is the other side of a classification step, where torch took about
+twenty small operations (about 100 microseconds a step whatever the probe's width): the bias,
+the softmax over each probe's classes, the loss, its gradient with respect to the outputs, the
+bias's gradient, and the penalty's share of the loss with the L2 gradient's scale for the
+next update, in one call.
 """
 
 from __future__ import annotations
