@@ -136,3 +136,64 @@ def test_bad_arguments():
         streamed_cross_product(read, 10, dtype=np.float32, flush_rows=0)
     with pytest.raises(ValueError, match="packed"):
         streamed_cross_product(read, 10, packed=True).symmetric()
+
+
+# --------------------------------------------------------------------------------------
+# pages of a memory-mapped file (utils.release_mapped): a pass that reads a mapped
+# activation file once keeps one chunk resident, not the file
+
+def _rss_file_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+@pytest.fixture
+def mapped(tmp_path):
+    X = np.random.default_rng(5).standard_normal((16384, 1024), dtype=np.float32)  # 64 MiB
+    np.save(tmp_path / "a.npy", X)
+    return X, tmp_path / "a.npy"
+
+
+def test_release_mapped_drops_a_read_only_maps_pages_and_leaves_the_rest_alone(mapped):
+    from redundancy.utils import release_mapped
+
+    X, path = mapped
+    M = np.load(path, mmap_mode="r")
+    before = _rss_file_mib()
+    assert float(M[:8192].sum(dtype=np.float64)) == pytest.approx(float(X[:8192].sum(dtype=np.float64)))
+    assert _rss_file_mib() - before > 24  # the control: 32 MiB read are 32 MiB resident
+    assert release_mapped(M[:8192, 3:9])  # any view of the map, strided included
+    assert _rss_file_mib() - before < 8  # (code pages of libraries count here too)
+    assert np.array_equal(M[:8192], X[:8192])  # read again, the same data
+    assert not release_mapped(X) and not release_mapped(np.load(path, mmap_mode="c"))
+    assert not release_mapped(M[:0])
+
+
+def test_streamed_passes_over_a_mapped_file_keep_one_chunk_resident(mapped):
+    from redundancy.probe import LinearProbe
+    from redundancy.selection import _gather
+
+    X, path = mapped
+    M = np.load(path, mmap_mode="r")
+    ref = streamed_cross_product(lambda a, b: X[a:b], X.shape[0], 1024)
+    before = _rss_file_mib()
+    got = streamed_cross_product(lambda a, b: M[a:b], M.shape[0], 1024)
+    assert _rss_file_mib() - before < 8  # 64 MiB read, at most a chunk (4 MiB) left mapped
+    np.testing.assert_array_equal(got.symmetric(), ref.symmetric())
+    cols = np.arange(0, 1024, 7)
+    np.testing.assert_array_equal(_gather(M, cols), X[:, cols])
+    assert _rss_file_mib() - before < 8
+    # a probe trained on the map: the same weights as in memory, the pages released as it goes
+    # (the in-memory fit first: the code it loads is file-backed too, and counts in RssFile)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    p_mem = LinearProbe(epochs=1, random_state=0).fit(X, y)
+    pred = p_mem.predict(X)
+    before = _rss_file_mib()
+    p_map = LinearProbe(epochs=1, random_state=0).fit(M, y)
+    assert _rss_file_mib() - before < 8
+    np.testing.assert_array_equal(p_map.coef_, p_mem.coef_)
+    np.testing.assert_array_equal(p_map.predict(M), pred)
+    assert _rss_file_mib() - before < 8

@@ -35,6 +35,8 @@ from typing import Callable
 
 import numpy as np
 
+from .utils import release_mapped
+
 #: with float32 products, rows summed in float32 (inside BLAS, over its panels of a few
 #: hundred rows) before the sums move to float64: bounds the float32 rounding of the
 #: products to that of this many rows (about 1e-6 relative to ``sqrt(G_ii G_jj)`` for nearly
@@ -238,6 +240,8 @@ def streamed_cross_product(read: Callable[[int, int], np.ndarray], n_rows: int, 
                     w = b.shape[1]
                     np.subtract(b, sh, out=D[:, j:j + w], dtype=sh.dtype, casting="unsafe")
                     j += w
+                    # a chunk of a mapped file is read once: its pages leave the resident set
+                    release_mapped(b)
             # A^T A: A.T is Fortran-ordered, so BLAS reads it without a copy
             square = syrk(1.0, A.T, beta=1.0 if pending else 0.0, c=square, trans=0, lower=lower,
                           overwrite_c=1)

@@ -38,7 +38,7 @@ from sklearn.base import clone, is_regressor
 from .clustering import CorrelationClustering
 from .probe import LinearProbe, LinearProbeRegressor, fit_probes, scores
 from .ranking import NeuronRanking, lca_ranking
-from .utils import fault_point, file_sha256, stable_hash, write_json_atomic
+from .utils import fault_point, file_sha256, release_mapped, stable_hash, write_json_atomic
 
 __all__ = [
     "MAX_FEATURES_GRID", "PIPELINE_GRID", "METRICS", "ProbeEvaluator", "ProbeResult", "grid_sizes",
@@ -151,6 +151,7 @@ def _gather(X: np.ndarray, neurons: np.ndarray | None, chunk_bytes: int = 256 * 
     step = max(1, chunk_bytes // max(1, X.shape[1] * X.dtype.itemsize))
     for s in range(0, X.shape[0], step):
         out[s:s + step] = X[s:s + step][:, neurons]
+        release_mapped(X[s:s + step])  # a mapped file's pages leave the resident set chunk by chunk
     return out
 
 

@@ -30,7 +30,8 @@ import numpy as np
 
 from .config import CACHE_VERSION, cache_dir
 from .errors import CacheError
-from .utils import atomic_dir, clean_stale_tmp, file_checksum, file_lock, file_xxh3, stable_hash, write_json_atomic
+from .utils import (atomic_dir, clean_stale_tmp, file_checksum, file_lock, file_xxh3, release_mapped, stable_hash,
+                    write_json_atomic)
 
 ARRAYS = ("activations.npy", "labels.npy", "sentence_ids.npy")
 
@@ -118,6 +119,7 @@ class Activations:
         for s in range(0, self.n_rows, chunk):
             block = self.array[s:s + chunk][:, layers, :]
             out[s:s + chunk] = block.reshape(block.shape[0], -1)
+            release_mapped(self.array[s:s + chunk])  # read once: the chunk's pages leave the resident set
         return out
 
     def neurons(self, index, dtype=np.float32, chunk: int = 8192) -> np.ndarray:
@@ -131,6 +133,7 @@ class Activations:
         out = np.empty((self.n_rows, index.size), dtype=dtype)
         for s in range(0, self.n_rows, chunk):
             out[s:s + chunk] = flat[s:s + chunk][:, index]
+            release_mapped(flat[s:s + chunk])
         return out
 
 

@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, atomic writes, file locks, hashing."""
+"""Small shared helpers: seeding, atomic writes, file locks, hashing, mapped pages."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import random
 import shutil
@@ -26,6 +27,46 @@ def set_seed(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+
+
+def release_mapped(a) -> bool:
+    """Drop the pages that ``a`` spans from this process's resident set, if ``a`` is (a view
+    of) a read-only memory-mapped file (``np.load(..., mmap_mode="r")``, ``np.memmap(mode="r")``).
+
+    The data stay in the file and the kernel's page cache; a later read maps them again. For
+    a pass that reads a mapped activation file once, chunk by chunk (the correlations of
+    clustering, CKA, a column subset), calling this after each chunk keeps the resident set
+    at one chunk instead of the whole file (6 GB for 150,000 tokens x 9,984 float32
+    neurons). Anything else (an array in memory, a writable or copy-on-write map) is left
+    alone. Returns True when pages were released.
+    """
+    m = a
+    while isinstance(m, np.ndarray) and not isinstance(m, np.memmap):
+        m = m.base
+    mm = getattr(m, "_mmap", None)
+    if not isinstance(m, np.memmap) or getattr(m, "mode", None) != "r" or mm is None or a.size == 0:
+        return False
+    if not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):  # pragma: no cover - not Linux
+        return False
+    try:
+        base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    except (ValueError, TypeError):  # pragma: no cover - a closed map
+        return False
+    # the bytes from a's first to its last element (any strides)
+    lo = hi = a.__array_interface__["data"][0] - base
+    for n, st in zip(a.shape, a.strides):
+        if st >= 0:
+            hi += (n - 1) * st
+        else:
+            lo += (n - 1) * st
+    hi += a.itemsize
+    page = mmap.PAGESIZE
+    lo = max(0, lo // page * page)
+    hi = min(len(mm), hi)
+    if hi <= lo:
+        return False
+    mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    return True
 
 
 def stable_hash(obj, n: int = 16) -> str:
