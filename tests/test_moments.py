@@ -173,6 +173,7 @@ def test_release_mapped_drops_a_read_only_maps_pages_and_leaves_the_rest_alone(m
 
 
 def test_streamed_passes_over_a_mapped_file_keep_one_chunk_resident(mapped):
+    from redundancy.clustering import CorrelationClustering
     from redundancy.probe import LinearProbe
     from redundancy.selection import _gather
 
@@ -185,6 +186,9 @@ def test_streamed_passes_over_a_mapped_file_keep_one_chunk_resident(mapped):
     np.testing.assert_array_equal(got.symmetric(), ref.symmetric())
     cols = np.arange(0, 1024, 7)
     np.testing.assert_array_equal(_gather(M, cols), X[:, cols])
+    assert _rss_file_mib() - before < 8
+    cc = CorrelationClustering(threshold=0.5).fit(M)
+    np.testing.assert_array_equal(cc.transform(M), X[:, cc.representatives_])
     assert _rss_file_mib() - before < 8
     # a probe trained on the map: the same weights as in memory, the pages released as it goes
     # (the in-memory fit first: the code it loads is file-backed too, and counts in RssFile)

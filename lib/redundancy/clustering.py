@@ -41,6 +41,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .moments import streamed_cross_product
+from .utils import read_columns
 
 __all__ = ["neuron_correlation", "correlation_distance", "correlation_linkage", "correlation_clusters",
            "cluster_representatives", "CorrelationClustering", "layer_of_neuron", "cluster_makeup"]
@@ -616,6 +617,8 @@ class CorrelationClustering(TransformerMixin, BaseEstimator):
         if len(X.shape) != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has shape {tuple(X.shape)} but the clustering was fitted on "
                              f"{self.n_features_in_} neurons")
+        if isinstance(X, np.ndarray):  # row chunk by row chunk: a mapped file's pages are released
+            return read_columns(X, self.representatives_)
         return np.asarray(X[:, self.representatives_])
 
     def fit_transform(self, X, y=None):

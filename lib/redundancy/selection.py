@@ -38,7 +38,7 @@ from sklearn.base import clone, is_regressor
 from .clustering import CorrelationClustering
 from .probe import LinearProbe, LinearProbeRegressor, fit_probes, scores
 from .ranking import NeuronRanking, lca_ranking
-from .utils import fault_point, file_sha256, release_mapped, stable_hash, write_json_atomic
+from .utils import fault_point, file_sha256, read_columns, stable_hash, write_json_atomic
 
 __all__ = [
     "MAX_FEATURES_GRID", "PIPELINE_GRID", "METRICS", "ProbeEvaluator", "ProbeResult", "grid_sizes",
@@ -147,12 +147,7 @@ def _gather(X: np.ndarray, neurons: np.ndarray | None, chunk_bytes: int = 256 * 
         return X
     if neurons.size and np.array_equal(neurons, np.arange(neurons[0], neurons[0] + neurons.size)):
         return X[:, int(neurons[0]):int(neurons[0]) + neurons.size]  # a view; the probe reads batches
-    out = np.empty((X.shape[0], neurons.size), dtype=np.float32)
-    step = max(1, chunk_bytes // max(1, X.shape[1] * X.dtype.itemsize))
-    for s in range(0, X.shape[0], step):
-        out[s:s + step] = X[s:s + step][:, neurons]
-        release_mapped(X[s:s + step])  # a mapped file's pages leave the resident set chunk by chunk
-    return out
+    return read_columns(X, neurons, np.float32, chunk_bytes)  # a mapped file's pages released chunk by chunk
 
 
 def _shared_columns(sets: list[np.ndarray], n_neurons: int):
@@ -175,8 +170,8 @@ def _shared_columns(sets: list[np.ndarray], n_neurons: int):
         pos = where[f]
         if pos.size and np.array_equal(pos, np.arange(pos[0], pos[0] + pos.size)):
             takes.append(lambda U, a=int(pos[0]), b=int(pos[0]) + pos.size: U[:, a:b])
-        else:
-            takes.append(lambda U, pos=pos: U[:, pos])
+        else:  # chunk by chunk: U may be a mapped file (the split itself), whose pages _gather releases
+            takes.append(lambda U, pos=pos: _gather(U, pos))
     return union, takes
 
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from .config import CACHE_VERSION, cache_dir
 from .errors import CacheError
-from .utils import (atomic_dir, clean_stale_tmp, file_checksum, file_lock, file_xxh3, release_mapped, stable_hash,
-                    write_json_atomic)
+from .utils import (atomic_dir, clean_stale_tmp, file_checksum, file_lock, file_xxh3, read_columns, release_mapped,
+                    stable_hash, write_json_atomic)
 
 ARRAYS = ("activations.npy", "labels.npy", "sentence_ids.npy")
 
@@ -130,11 +130,7 @@ class Activations:
         if index.min() < 0 or index.max() >= self.n_neurons:
             raise IndexError(f"neuron index out of range 0..{self.n_neurons - 1}")
         flat = self.flat()
-        out = np.empty((self.n_rows, index.size), dtype=dtype)
-        for s in range(0, self.n_rows, chunk):
-            out[s:s + chunk] = flat[s:s + chunk][:, index]
-            release_mapped(flat[s:s + chunk])
-        return out
+        return read_columns(flat, index, dtype, chunk_bytes=chunk * flat.shape[1] * flat.dtype.itemsize)
 
 
 def check_files(path: Path, meta: dict, verify: str = "size") -> None:

@@ -69,6 +69,19 @@ def release_mapped(a) -> bool:
     return True
 
 
+def read_columns(X: np.ndarray, cols, dtype=None, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
+    """``X[:, cols]`` as a new array (of ``dtype``, X's by default), read ``chunk_bytes`` of rows
+    at a time: a mapped file's pages leave the resident set chunk by chunk (:func:`release_mapped`)
+    instead of the whole file staying resident after a fancy-indexed read."""
+    cols = np.asarray(cols, dtype=np.int64)
+    out = np.empty((X.shape[0], cols.size), dtype=X.dtype if dtype is None else dtype)
+    step = max(1, int(chunk_bytes) // max(1, X.shape[1] * X.dtype.itemsize))
+    for s in range(0, X.shape[0], step):
+        out[s:s + step] = X[s:s + step][:, cols]
+        release_mapped(X[s:s + step])
+    return out
+
+
 def stable_hash(obj, n: int = 16) -> str:
     """A short hash of a JSON-serialisable object, independent of key order."""
     blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
