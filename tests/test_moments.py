@@ -172,8 +172,8 @@ def test_release_mapped_drops_a_read_only_maps_pages_and_leaves_the_rest_alone(m
     assert not release_mapped(M[:0])
 
 
-def test_streamed_passes_over_a_mapped_file_keep_one_chunk_resident(mapped):
-    from redundancy.clustering import CorrelationClustering
+def test_streamed_passes_over_a_mapped_file_keep_one_chunk_resident(mapped, tmp_path):
+    from redundancy.clustering import CorrelationClustering, _cached_tree
     from redundancy.probe import LinearProbe
     from redundancy.selection import _gather
 
@@ -187,7 +187,9 @@ def test_streamed_passes_over_a_mapped_file_keep_one_chunk_resident(mapped):
     cols = np.arange(0, 1024, 7)
     np.testing.assert_array_equal(_gather(M, cols), X[:, cols])
     assert _rss_file_mib() - before < 8
-    cc = CorrelationClustering(threshold=0.5).fit(M)
+    _cached_tree(M, tmp_path / "trees")  # the clustering cache's key reads all of M
+    assert _rss_file_mib() - before < 8
+    cc = CorrelationClustering(threshold=0.5, memory=tmp_path / "trees").fit(M)
     np.testing.assert_array_equal(cc.transform(M), X[:, cc.representatives_])
     assert _rss_file_mib() - before < 8
     # a probe trained on the map: the same weights as in memory, the pages released as it goes

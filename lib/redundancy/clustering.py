@@ -41,7 +41,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .moments import streamed_cross_product
-from .utils import read_columns
+from .utils import read_columns, release_mapped
 
 __all__ = ["neuron_correlation", "correlation_distance", "correlation_linkage", "correlation_clusters",
            "cluster_representatives", "CorrelationClustering", "layer_of_neuron", "cluster_makeup"]
@@ -453,6 +453,7 @@ def _cached_tree(X, folder: Path):
     step = max(1, (64 << 20) // max(1, X.shape[1] * X.dtype.itemsize))
     for s in range(0, X.shape[0], step):
         h.update(np.ascontiguousarray(X[s:s + step]).tobytes())
+        release_mapped(X[s:s + step])  # the whole file is read: its pages leave the resident set as it goes
     path = Path(folder) / f"tree-{h.hexdigest()[:24]}.npz"
 
     def store(Z, dead):
