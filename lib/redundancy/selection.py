@@ -170,8 +170,8 @@ def _shared_columns(sets: list[np.ndarray], n_neurons: int):
         pos = where[f]
         if pos.size and np.array_equal(pos, np.arange(pos[0], pos[0] + pos.size)):
             takes.append(lambda U, a=int(pos[0]), b=int(pos[0]) + pos.size: U[:, a:b])
-        else:  # chunk by chunk: U may be a mapped file (the split itself), whose pages _gather releases
-            takes.append(lambda U, pos=pos: _gather(U, pos))
+        else:  # chunk by chunk, in U's dtype: U may be a mapped file (the split itself), its pages released
+            takes.append(lambda U, pos=pos: read_columns(U, pos))
     return union, takes
 
 
