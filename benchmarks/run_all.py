@@ -71,6 +71,26 @@ def _get(d, *path, default=None):
     return d
 
 
+def paper_scale(folder: Path = ROOT / "data" / "paper-scale") -> dict | None:
+    """The published paper-scale run (``bash run.sh paper-scale``) against its goal, read from its
+    provenance (it takes hours, so it is not one of the benchmarks this command runs)."""
+    f = folder / "provenance.json"
+    if not f.exists():
+        return None
+    sys.path.insert(0, str(ROOT / "lib"))
+    from redundancy.publish import GOAL_GIB, GOAL_HOURS, summary
+
+    prov = json.loads(f.read_text())
+    entries = prov.get("pipeline", {}).get("entries", [])
+    train = [e for e in entries if e.get("split") == "train"]
+    return {"commit": prov.get("commit"), "published": prov.get("published"), "machine": prov.get("machine"),
+            "note": prov.get("note"), "models": prov.get("config", {}).get("models"),
+            "tasks": sorted(prov.get("config", {}).get("tasks", {})), "pairs": len(prov.get("pairs", [])),
+            "max_neurons": max((e.get("neurons") or 0 for e in entries), default=0),
+            "max_train_rows": max((e.get("rows") or 0 for e in train), default=0),
+            "goal": {"hours": GOAL_HOURS, "gib": GOAL_GIB}, "summary": summary(prov)}
+
+
 def target_table(res: dict) -> list[dict]:
     """One row per target of the performance issue: sizes, both sides' medians, the ratio, met or not."""
     rows = []
@@ -166,6 +186,16 @@ def target_table(res: dict) -> list[dict]:
         if second:
             row("main command, second run, nothing changed", "defaults", "-", None, second["seconds"], None,
                 "<= 1 minute", second["seconds"] <= 60 and second["exit_status"] == 0)
+    ps = res.get("paper_scale")
+    if ps:
+        S, g = ps["summary"], ps["goal"]
+        row("paper scale, all notebooks (bash run.sh paper-scale)",
+            f"{', '.join(ps['models'])}; {ps['max_neurons']:,} neurons, {ps['max_train_rows']:,} train tokens, "
+            f"{ps['pairs']} model x task pairs", "-", None, S["total_s"], None,
+            f"<= {g['hours']:g} hours, <= {g['gib']:g} GB in any step", S["within_goal"],
+            f"{S['total_s'] / 3600:.2f} h; peak memory of any step {S['memory_mib'] / 1024:.1f} GiB "
+            f"({S['memory_basis']}), {S['peak_rss_mib'] / 1024:.1f} GiB resident counting mapped activation pages; "
+            f"published from commit {(ps['commit'] or '?')[:8]}")
     return rows
 
 
@@ -223,6 +253,9 @@ def main(argv=None):
     mc = out_path.parent / "main_command.json"
     if mc.exists():
         res["main_command"] = json.loads(mc.read_text())
+    ps = paper_scale()
+    if ps:
+        res["paper_scale"] = ps
     import torch
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

@@ -160,6 +160,15 @@ def test_changed_published_data_reruns_the_notebooks_that_read_it(tmp_path, monk
     assert a == batch._stamp(nb, cfg, {}, {"published": str(pub)})
     (pub / "provenance.json").write_text('{"run": "b"}')
     assert batch._stamp(nb, cfg, {}, {"published": str(pub)}) != a
+    # the performance chapter: the benchmark results, and the GPU check's beside them once it exists
+    perf = ROOT / "notebooks" / "09_performance.ipynb"
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "results.json").write_text("{}")
+    reads = {"benchmarks": str(bench / "results.json")}
+    b = batch._stamp(perf, cfg, {}, reads)
+    (bench / "gpu.json").write_text('{"device": "a GPU"}')
+    assert batch._stamp(perf, cfg, {}, reads) != b
     # a notebook that reads no published data is not affected
     other = ROOT / "notebooks" / "04_layers.ipynb"
     assert batch._stamp(other, cfg, {}, {}) == batch._stamp(other, cfg, {}, {})

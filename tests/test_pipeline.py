@@ -67,6 +67,23 @@ def test_run_end_to_end_and_rerun_reuses(tmp_path, tiny_bert, monkeypatch):
     index2 = run(cfg, progress=False, log=lambda *a: None)
     assert [e["key"] for e in index2["entries"]] == [e["key"] for e in index["entries"]]
 
+    # the index keeps every finished invocation: the one that computed the steps is not lost to
+    # the rerun that found them cached, and publishing reports the largest peak of all
+    first, = index["invocations"]
+    assert first["peak_rss_mib"] > 50 and 0 < first["peak_anon_mib"] <= first["peak_rss_mib"]
+    assert index2["invocations"][0] == first and len(index2["invocations"]) == 2
+    assert index2["invocations"][1]["wall_time_s"] == index2["wall_time_s"] < first["wall_time_s"]
+    from redundancy.publish import _pipeline_record
+
+    first["peak_anon_mib"] = 1e6  # a peak the rerun cannot have reached: the record must take the max
+    rec = _pipeline_record({**index2, "invocations": [first, index2["invocations"][1]]})
+    assert rec["peak_anon_mib"] == 1e6 and rec["peak_rss_mib"] == max(r["peak_rss_mib"] for r in index2["invocations"])
+    assert rec["invocations_wall_time_s"] == pytest.approx(first["wall_time_s"] + index2["wall_time_s"], abs=0.1)
+    # an index written before invocations were kept: its own (last) invocation counts
+    old = {k: v for k, v in index2.items() if k != "invocations"}
+    assert _pipeline_record(old)["invocations"] == [{"wall_time_s": old["wall_time_s"],
+                                                      "peak_rss_mib": old["peak_rss_mib"]}]
+
 
 def test_open_run_reads_the_index(tmp_path, tiny_bert):
     cfg = _config(tmp_path, tiny_bert)
@@ -152,3 +169,31 @@ def test_glue_through_datasets_follows_the_paper_split(monkeypatch):
     assert set(task["train"].texts).isdisjoint(task["dev"].texts)
     assert task["test"].pairs[:2] == ["b0", "b1"]
     assert np.array_equal(task.label_ids("test")[:2], [1, 0])
+
+
+def test_published_run_summary_against_the_goal():
+    from redundancy.publish import summary
+
+    nb = lambda wall, rss, anon=None: {"wall_time_s": wall, "peak_rss_mib": rss,  # noqa: E731
+                                       **({"peak_anon_mib": anon} if anon is not None else {})}
+    prov = {"pipeline": {"extract_time_s": 1000.0, "finetune_time_s": 2000.0, "invocations_wall_time_s": 3300.0,
+                         "peak_rss_mib": 900.0, "peak_anon_mib": 700.0},
+            "notebooks": {"a": nb(600.0, 18000.0, 3000.0), "b": {**nb(100.0, 5000.0, 9000.0),
+                                                                 "earlier": [nb(200.0, 4000.0, 8000.0)]}}}
+    s = summary(prov)
+    # 3,300 s of pipeline (more than its steps' 3,000) + 900 s of notebook batches
+    assert s["total_s"] == 4200.0 and s["pipeline_s"] == 3300.0 and s["notebooks_s"] == 900.0
+    assert s["peak_rss_mib"] == 18000.0 and s["peak_anon_mib"] == 9000.0
+    # every batch has an anonymous peak: judged on it, 9,000 MiB <= 16 GiB, and 1.17 h <= 2 h
+    assert s["memory_basis"] == "anonymous" and s["memory_mib"] == 9000.0 and s["within_goal"]
+    # one batch without it: the resident peaks (18,000 MiB > 16 GiB) are judged instead
+    del prov["notebooks"]["b"]["earlier"][0]["peak_anon_mib"]
+    s = summary(prov)
+    assert s["memory_basis"] == "resident" and s["memory_mib"] == 18000.0 and not s["within_goal"]
+    # a killed invocation left no record: the steps' own times count (3,000 s > 100 s recorded)
+    prov["notebooks"]["a"]["peak_rss_mib"] = 1000.0
+    prov["pipeline"]["invocations_wall_time_s"] = 100.0
+    s = summary(prov)
+    assert s["pipeline_s"] == 3000.0 and s["memory_mib"] == 5000.0 and s["within_goal"]
+    prov["notebooks"]["a"]["wall_time_s"] = 5000.0  # 3,000 + 5,300 s > 2 h
+    assert not summary(prov)["within_goal"]

@@ -622,6 +622,43 @@ so only the ratio between the two measures the software. The paper's forward pas
 (XLNet-base) per instance on an NVIDIA GTX TITAN X GPU (Appendix A.5.2); this run's
 {glue:text}`perf_fw_model` takes {glue:text}`perf_fw_ms:.1f` ms per sentence on this CPU (a
 smaller model; the efficiency chapter has its curve against the number of layers).'''),
+    md("## On a GPU"),
+    code('''gpath = bpath.parent / "gpu.json"
+if not gpath.exists():
+    display(Markdown(
+        "No GPU measurement is recorded yet: no session that worked on this project was lent a GPU machine. "
+        "`benchmarks/gpu_check.py` is the prepared check (a probe and the layer sweep trained on the GPU against "
+        "the CPU and one by one, a small random BERT's activations on both devices, and the paper-size probe and "
+        "layer sweep timed against NeuroX on the same GPU); its JSON goes to `data/benchmarks/gpu.json`, "
+        "which this section then shows. Everything above ran on the CPU, the library's default."))
+else:
+    G = json.loads(gpath.read_text())
+    ag = G.get("agreement", {})
+    rows = []
+    if "probe" in ag:
+        p_ = ag["probe"]
+        rows.append(("one probe, GPU vs CPU", f"{p_['rows']:,} x {p_['neurons']:,}",
+                     f"dev accuracy {p_['dev_accuracy_device']:.4f} vs {p_['dev_accuracy_cpu']:.4f}; largest weight "
+                     f"difference {p_['max_abs_weight_diff']:.2e} (largest weight {p_['max_abs_weight']:.3f})"))
+    if "layer_sweep" in ag:
+        rows.append(("layer sweep on the GPU, one pass vs one by one", f"{ag['layer_sweep']['probes']} probes",
+                     f"largest dev-accuracy difference {ag['layer_sweep']['max_dev_diff_together_vs_alone']:.4f}"))
+    if "extraction" in ag:
+        e_ = ag["extraction"]
+        rows.append(("extraction, GPU vs CPU", f"{e_['model']}, {e_['words']:,} words",
+                     f"largest difference {e_['max_abs_diff']:.2e} (values up to {e_['max_abs_value']:.2f}); "
+                     f"{e_['words_per_s']['device']:,.0f} vs {e_['words_per_s']['cpu']:,.0f} words/s"))
+    for key, label in (("probe", "one probe, 10 epochs"), ("layers", "layer sweep, every layer and prefix")):
+        r_ = G.get(key)
+        if r_:
+            sec = r_["seconds"]
+            rows.append((label + " on the GPU", r_.get("size", f"{r_.get('probes')} probes"),
+                         ", ".join(f"{k} {v:.2f} s" for k, v in sec.items())
+                         + (f"; {r_['speedup']:.2f}x faster than NeuroX on the same GPU" if "speedup" in r_ else
+                            f"; NeuroX not measured ({r_.get('neurox_unavailable')})")))
+    display(Markdown(f"Measured on {G['device']} (torch {G['torch']}) on {G['date']}"
+                     + (" at the smoke-test sizes (`--quick`)" if G.get("quick") else "") + "."))
+    display(pd.DataFrame(rows, columns=["what", "size", "result"]).set_index("what"))''', ["hide-input"]),
 ])
 
 # ---------------------------------------------------------------------------------------------
@@ -809,25 +846,18 @@ glue("ps_max_train_tokens", int(pos.rows.max()) if len(pos) else 0)
 glue("ps_extract_min", round(prov["pipeline"]["extract_time_s"] / 60, 1))
 glue("ps_finetune_min", round(prov["pipeline"]["finetune_time_s"] / 60, 1))
 glue("ps_notebooks_min", round(float(NB.wall_all.sum()) / 60, 1) if len(NB) else 0.0)
-peaks = [prov["pipeline"].get("peak_rss_mib") or 0] + (list(NB.rss_all) if len(NB) else [])
-glue("ps_peak_gib", round(max(peaks) / 1024, 1))
-pl = prov["pipeline"]
-# the pipeline's wall time (the last invocation's; the sum of its steps where it was resumed), plus the notebooks'
-total_s = (max(float(pl.get("last_invocation_wall_time_s") or 0), float(pl["extract_time_s"]) + float(pl["finetune_time_s"]))
-           + (float(NB.wall_all.sum()) if len(NB) else 0.0))
-glue("ps_total_h", round(total_s / 3600, 2))
+from redundancy.publish import summary, GOAL_HOURS, GOAL_GIB
+S = summary(prov)  # the totals against the goal (the pipeline's invocations, every notebook batch)
+glue("ps_peak_gib", round(S["peak_rss_mib"] / 1024, 1))
+glue("ps_total_h", round(S["total_s"] / 3600, 2))
 glue("ps_note", prov.get("note") or "none were recorded with this run")
-anon = list(NB.anon_all.dropna()) if len(NB) else []
-n_batches = sum(len(b) for b in batches.values()) if len(NB) else 0
-n_anon = sum(1 for b in batches.values() for x in b if x.get("peak_anon_mib")) if len(NB) else 0
-# memory the steps allocated: the notebooks' anonymous peaks where every batch recorded one (the resident
-# set also counts mapped activation pages, which the system can drop), else the resident peaks
-mem_mib = max([pl.get("peak_rss_mib") or 0] + (anon if anon and n_anon == n_batches else peaks))
-glue("ps_goal", "within" if total_s <= 2 * 3600 and mem_mib <= 16 * 1024 else "outside")
-glue("ps_goal_mem", "allocated (anonymous)" if anon and n_anon == n_batches else "resident")
-_ = glue("ps_peak_anon", (f"{max(anon) / 1024:.1f} GiB, in the {n_anon} of {n_batches} notebook batches that "
-                          "recorded it (earlier batches recorded the resident set only)" if n_anon < n_batches
-                          else f"{max(anon) / 1024:.1f} GiB") if anon else "not recorded for this run")''', ["hide-input"]),
+glue("ps_goal", "within" if S["within_goal"] else "outside")
+glue("ps_goal_h", f"{GOAL_HOURS:g}"); glue("ps_goal_gib", f"{GOAL_GIB:g}")
+glue("ps_goal_mem", "allocated (anonymous)" if S["memory_basis"] == "anonymous" else "resident")
+_ = glue("ps_peak_anon", "not recorded for this run" if S["peak_anon_mib"] is None else
+         f"{S['peak_anon_mib'] / 1024:.1f} GiB" + ("" if S["anon_batches"] == S["batches"] else
+         f", in the {S['anon_batches']} of {S['batches']} notebook batches that recorded it (earlier batches "
+         "recorded the resident set only)"))''', ["hide-input"]),
     md('''## What was run, on what, at what cost
 
 Published from commit {glue:text}`ps_commit` on {glue:text}`ps_machine`. The largest activation
@@ -842,9 +872,9 @@ any step was {glue:text}`ps_peak_gib` GiB (resident set size, which counts the p
 memory-mapped activation files a step has read, not only the memory it allocated). The largest
 anonymous memory of a notebook's kernel, what it allocated itself (resident minus file-backed
 pages, which the system can drop and read again), was {glue:text}`ps_peak_anon`.
-In all {glue:text}`ps_total_h` hours (the pipeline's wall time, or the sum of its steps where
-it was resumed, plus the notebooks'): {glue:text}`ps_goal` this project's goal for the paper's scale
-on a 2-core CPU (at most 2 hours, and 16 GB of {glue:text}`ps_goal_mem` memory in any step). All times are wall-clock times of the runs as they
+In all {glue:text}`ps_total_h` hours (the pipeline's wall time over its invocations, or the sum of
+its steps where a killed invocation left no record, plus the notebooks'): {glue:text}`ps_goal` this project's goal for the paper's scale
+on a 2-core CPU (at most {glue:text}`ps_goal_h` hours, and {glue:text}`ps_goal_gib` GB of {glue:text}`ps_goal_mem` memory in any step). All times are wall-clock times of the runs as they
 happened; the conditions of the run, as recorded when it was published: {glue:text}`ps_note`.
 
 **Fine-tuning budget.** The paper fine-tuned every sentence task with `run_glue`'s defaults

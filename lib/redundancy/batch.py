@@ -59,7 +59,8 @@ def _data_files(nb: Path, params: dict) -> list[Path]:
         files.append((nb.parent / str(params["published"]) / "provenance.json").resolve())
     if "benchmarks" in params:
         b = params["benchmarks"]
-        files.append((nb.parent / str(b)).resolve() if b else root / "data" / "benchmarks" / "results.json")
+        results = (nb.parent / str(b)).resolve() if b else root / "data" / "benchmarks" / "results.json"
+        files += [results, results.parent / "gpu.json"]  # the GPU check's results, shown when present
     return files
 
 

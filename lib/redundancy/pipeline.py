@@ -30,7 +30,7 @@ import yaml
 
 from .config import cache_dir, repo_root
 from .tasks import SPLITS, TASKS, load_task
-from .utils import write_json_atomic
+from .utils import PeakSampler, write_json_atomic
 
 KNOWN_KEYS = {"name", "models", "tasks", "device", "aggregation", "dtype", "splits", "truncate",
               "results_dir", "max_batch_tokens", "finetune", "seed"}
@@ -72,6 +72,33 @@ def results_dir(cfg: dict) -> Path:
     return out
 
 
+#: invocations of a run kept in its ``activations.json`` (a resumed run's earlier ones did the work)
+MAX_INVOCATIONS = 50
+
+
+def _own_anonymous() -> int:
+    """This process's resident memory without its file-backed pages (RssAnon), in bytes."""
+    import psutil
+
+    info = psutil.Process().memory_info()
+    return info.rss - getattr(info, "shared", 0)
+
+
+def _earlier_invocations(index_file: Path) -> list[dict]:
+    """The invocations an earlier ``activations.json`` of this run recorded: a run resumed after a
+    kill, or run again, keeps the time and memory of the invocations that computed its steps
+    (an index written before this was kept records only its own, last invocation)."""
+    try:
+        prev = json.loads(index_file.read_text())
+    except (OSError, ValueError):
+        return []
+    if isinstance(prev.get("invocations"), list):
+        return [r for r in prev["invocations"] if isinstance(r, dict)]
+    if prev.get("wall_time_s") is not None:
+        return [{k: prev.get(k) for k in ("wall_time_s", "peak_rss_mib")}]
+    return []
+
+
 def run(cfg: dict, progress: bool = True, log=print) -> dict:
     """Run the configured extraction; returns the index written to ``activations.json``."""
     import pandas as pd
@@ -82,52 +109,58 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
 
     set_threads()
     t_start = time.time()
-    out = results_dir(cfg)
-    device = cfg.get("device", "cpu")
-    splits = cfg.get("splits", list(SPLITS))
-    entries, stats = [], []
-    tasks = {}
-    for name, opts in cfg["tasks"].items():
-        opts = dict(opts or {})
-        ft = {**(cfg.get("finetune") or {}), **(opts.pop("finetune", None) or {})}
-        t0 = time.time()
-        task = load_task(name, **opts)
-        tasks[name] = (task, ft)
-        stats.append(task.statistics())
-        log(f"[task] {name}: {task.kind}, " + ", ".join(f"{s}={stats[-1][s]}" for s in SPLITS)
-            + f" {stats[-1]['unit']}, labels={stats[-1]['labels']} ({time.time() - t0:.1f}s)")
-    pd.DataFrame(stats).set_index("task").to_csv(out / "task_statistics.csv")
+    # this process's own memory, file-backed pages left out (the activation files it writes
+    # are mapped); the resident peak comes from getrusage at the end
+    with PeakSampler(_own_anonymous, 0.5) as anon:
+        out = results_dir(cfg)
+        device = cfg.get("device", "cpu")
+        splits = cfg.get("splits", list(SPLITS))
+        entries, stats = [], []
+        tasks = {}
+        for name, opts in cfg["tasks"].items():
+            opts = dict(opts or {})
+            ft = {**(cfg.get("finetune") or {}), **(opts.pop("finetune", None) or {})}
+            t0 = time.time()
+            task = load_task(name, **opts)
+            tasks[name] = (task, ft)
+            stats.append(task.statistics())
+            log(f"[task] {name}: {task.kind}, " + ", ".join(f"{s}={stats[-1][s]}" for s in SPLITS)
+                + f" {stats[-1]['unit']}, labels={stats[-1]['labels']} ({time.time() - t0:.1f}s)")
+        pd.DataFrame(stats).set_index("task").to_csv(out / "task_statistics.csv")
 
-    for model_name in cfg["models"]:
-        base = None
-        for name, (task, ft) in tasks.items():
-            if task.kind == "token":
-                base = base or load_model(model_name, device=device)
-                lm = base
-            else:
-                t0 = time.time()
-                path = fine_tune(model_name, task, FineTuneConfig(**ft), device=device, progress=progress)
-                lm = load_finetuned(path, device=device)
-                info = lm.extra["finetune"]
-                log(f"[fine-tune] {model_name} on {name}: {info['steps']} steps, dev {info['scores']['dev']}, "
-                    f"trained in {info['train_time_s']}s (this run: {time.time() - t0:.1f}s)  {path}")
-            for split in splits:
-                t0 = time.time()
-                acts = extract(lm, task, split, aggregation=cfg.get("aggregation", "last"),
-                               dtype=cfg.get("dtype", "float32"), truncate=cfg.get("truncate", False),
-                               max_batch_tokens=cfg.get("max_batch_tokens", 2048), progress=progress)
-                entries.append({"model": model_name, "task": name, "split": split, "path": str(acts.path),
-                                "rows": acts.n_rows, "layers": acts.n_layers, "hidden": acts.hidden_size,
-                                "dtype": str(acts.array.dtype), "key": acts.meta["key"],
-                                "extract_time_s": acts.meta.get("wall_time_s"),
-                                "finetune": lm.extra.get("finetune")})
-                log(f"[activations] {model_name} / {name} / {split}: {acts.n_rows} x {acts.n_layers} x "
-                    f"{acts.hidden_size} ({time.time() - t0:.1f}s)  {acts.path}")
+        for model_name in cfg["models"]:
+            base = None
+            for name, (task, ft) in tasks.items():
+                if task.kind == "token":
+                    base = base or load_model(model_name, device=device)
+                    lm = base
+                else:
+                    t0 = time.time()
+                    path = fine_tune(model_name, task, FineTuneConfig(**ft), device=device, progress=progress)
+                    lm = load_finetuned(path, device=device)
+                    info = lm.extra["finetune"]
+                    log(f"[fine-tune] {model_name} on {name}: {info['steps']} steps, dev {info['scores']['dev']}, "
+                        f"trained in {info['train_time_s']}s (this run: {time.time() - t0:.1f}s)  {path}")
+                for split in splits:
+                    t0 = time.time()
+                    acts = extract(lm, task, split, aggregation=cfg.get("aggregation", "last"),
+                                   dtype=cfg.get("dtype", "float32"), truncate=cfg.get("truncate", False),
+                                   max_batch_tokens=cfg.get("max_batch_tokens", 2048), progress=progress)
+                    entries.append({"model": model_name, "task": name, "split": split, "path": str(acts.path),
+                                    "rows": acts.n_rows, "layers": acts.n_layers, "hidden": acts.hidden_size,
+                                    "dtype": str(acts.array.dtype), "key": acts.meta["key"],
+                                    "extract_time_s": acts.meta.get("wall_time_s"),
+                                    "finetune": lm.extra.get("finetune")})
+                    log(f"[activations] {model_name} / {name} / {split}: {acts.n_rows} x {acts.n_layers} x "
+                        f"{acts.hidden_size} ({time.time() - t0:.1f}s)  {acts.path}")
     import resource
 
-    index = {"name": cfg["name"], "config": cfg, "entries": entries,
-             "wall_time_s": round(time.time() - t_start, 2),
-             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    this = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t_start)),
+            "wall_time_s": round(time.time() - t_start, 2),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_anon_mib": anon.peak_mib}
+    index = {"name": cfg["name"], "config": cfg, "entries": entries, **this,
+             "invocations": (_earlier_invocations(out / "activations.json") + [this])[-MAX_INVOCATIONS:]}
     write_json_atomic(out / "activations.json", index)
     log(f"[done] {len(entries)} activation sets in {index['wall_time_s']}s; index: {out / 'activations.json'}")
     return index

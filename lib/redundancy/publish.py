@@ -8,7 +8,8 @@ kB) to ``data/<run>/results/`` and writes ``data/<run>/provenance.json``:
   uncommitted changes, the machine (CPU model, cores, memory), library versions;
 * the pipeline: per model x task x split the rows, the extraction time, and for
   sentence tasks the fine-tuning budget (epochs, training sentences, steps), its time
-  and the dev score; the pipeline's peak memory;
+  and the dev score; every finished invocation's wall time and peak memory (resident and
+  anonymous), and the largest of them;
 * every notebook's wall time and the peak memory of its kernel, from the batch runner.
 
 Times are summed from the cached steps' own records, so a run finished across several
@@ -32,7 +33,10 @@ from .pipeline import load_config, results_dir
 from .store import library_versions
 from .utils import write_json_atomic
 
-__all__ = ["publish", "machine"]
+__all__ = ["publish", "machine", "summary", "GOAL_HOURS", "GOAL_GIB"]
+
+#: the paper-scale goal of the performance issue: at most this many hours, and this much memory in any step
+GOAL_HOURS, GOAL_GIB = 2.0, 16.0
 
 
 def machine() -> dict:
@@ -92,9 +96,19 @@ def _pipeline_record(index: dict) -> dict:
                 finetune_s += float(ft.get("train_time_s") or 0)
         rows.append(row)
     extract_s = sum(float(r["extract_time_s"] or 0) for r in rows)
+    # every invocation that finished (a resumed run's earlier ones computed its steps; one killed
+    # before its end left no record, but its steps' own times are in the entries above)
+    inv = [r for r in index.get("invocations") or [] if isinstance(r, dict)] or \
+        ([{"wall_time_s": index.get("wall_time_s"), "peak_rss_mib": index.get("peak_rss_mib")}]
+         if index.get("wall_time_s") is not None else [])
+
+    def peak(key):
+        vals = [float(r[key]) for r in inv if r.get(key) is not None]
+        return max(vals) if vals else None
     return {"entries": rows, "extract_time_s": round(extract_s, 1), "finetune_time_s": round(finetune_s, 1),
             "last_invocation_wall_time_s": index.get("wall_time_s"),
-            "peak_rss_mib": index.get("peak_rss_mib")}
+            "invocations_wall_time_s": round(sum(float(r.get("wall_time_s") or 0) for r in inv), 1),
+            "invocations": inv, "peak_rss_mib": peak("peak_rss_mib"), "peak_anon_mib": peak("peak_anon_mib")}
 
 
 def publish(config, dest=None, log=print, note: str | None = None) -> Path:
@@ -141,3 +155,33 @@ def publish(config, dest=None, log=print, note: str | None = None) -> Path:
     write_json_atomic(dest / "provenance.json", prov)
     log(f"[publish] {n} result files of run {cfg['name']!r} -> {out}; provenance: {dest / 'provenance.json'}")
     return dest
+
+
+def summary(prov: dict) -> dict:
+    """A published run's totals against the paper-scale goal (``GOAL_HOURS``, ``GOAL_GIB``).
+
+    * ``total_s``: the pipeline's wall time (its finished invocations' sum; where a killed
+      invocation left no record, the sum of its steps' own times if larger) plus every batch of
+      every notebook;
+    * ``peak_rss_mib``: the largest resident set of any step (it counts the pages of the mapped
+      activation files a step has read, which the system can drop);
+    * ``peak_anon_mib``: the largest anonymous memory of a notebook kernel (what it allocated
+      itself), or None; ``memory_basis``: "anonymous" where every notebook batch recorded it
+      (the pipeline's own anonymous peak, or its resident peak if it has none, counted too),
+      else "resident"; ``memory_mib``, the memory judged on that basis; ``within_goal``.
+    """
+    pl = prov.get("pipeline") or {}
+    batches = [b for v in (prov.get("notebooks") or {}).values() for b in [*v.get("earlier", []), v]]
+    nb_wall = sum(float(b.get("wall_time_s") or 0) for b in batches)
+    pipe_s = max(float(pl.get("invocations_wall_time_s") or pl.get("last_invocation_wall_time_s") or 0),
+                 float(pl.get("extract_time_s") or 0) + float(pl.get("finetune_time_s") or 0))
+    rss = [float(pl.get("peak_rss_mib") or 0)] + [float(b.get("peak_rss_mib") or 0) for b in batches]
+    anon = [float(b["peak_anon_mib"]) for b in batches if b.get("peak_anon_mib")]
+    basis = "anonymous" if anon and len(anon) == len(batches) else "resident"
+    mem = (max([float(pl.get("peak_anon_mib") or pl.get("peak_rss_mib") or 0)] + anon) if basis == "anonymous"
+           else max(rss))
+    total = pipe_s + nb_wall
+    return {"total_s": total, "pipeline_s": pipe_s, "notebooks_s": nb_wall, "peak_rss_mib": max(rss),
+            "peak_anon_mib": max(anon) if anon else None, "anon_batches": len(anon), "batches": len(batches),
+            "memory_basis": basis, "memory_mib": mem,
+            "within_goal": total <= GOAL_HOURS * 3600 and mem <= GOAL_GIB * 1024}
