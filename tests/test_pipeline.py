@@ -79,6 +79,11 @@ def test_run_end_to_end_and_rerun_reuses(tmp_path, tiny_bert, monkeypatch):
     rec = _pipeline_record({**index2, "invocations": [first, index2["invocations"][1]]})
     assert rec["peak_anon_mib"] == 1e6 and rec["peak_rss_mib"] == max(r["peak_rss_mib"] for r in index2["invocations"])
     assert rec["invocations_wall_time_s"] == pytest.approx(first["wall_time_s"] + index2["wall_time_s"], abs=0.1)
+    # a notebook's own invocation (a Study making sure of its activations) is in the notebook's time
+    assert first["caller"] == "run"
+    nb_inv = {**index2["invocations"][1], "caller": "notebook"}
+    rec = _pipeline_record({**index2, "invocations": [first, nb_inv]})
+    assert rec["invocations_wall_time_s"] == pytest.approx(first["wall_time_s"], abs=0.1)
     # an index written before invocations were kept: its own (last) invocation counts
     old = {k: v for k, v in index2.items() if k != "invocations"}
     assert _pipeline_record(old)["invocations"] == [{"wall_time_s": old["wall_time_s"],

@@ -99,8 +99,12 @@ def _earlier_invocations(index_file: Path) -> list[dict]:
     return []
 
 
-def run(cfg: dict, progress: bool = True, log=print) -> dict:
-    """Run the configured extraction; returns the index written to ``activations.json``."""
+def run(cfg: dict, progress: bool = True, log=print, caller: str = "run") -> dict:
+    """Run the configured extraction; returns the index written to ``activations.json``.
+
+    ``caller`` is kept with this invocation's record: "run" for the command, "notebook" when a
+    notebook's :class:`~redundancy.study.Study` makes sure of its activations (that time is
+    also in the notebook's own wall time, so a run's total counts it once)."""
     import pandas as pd
 
     from .activations import extract, set_threads
@@ -158,7 +162,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
     this = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t_start)),
             "wall_time_s": round(time.time() - t_start, 2),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "peak_anon_mib": anon.peak_mib}
+            "peak_anon_mib": anon.peak_mib, "caller": str(caller)}
     index = {"name": cfg["name"], "config": cfg, "entries": entries, **this,
              "invocations": (_earlier_invocations(out / "activations.json") + [this])[-MAX_INVOCATIONS:]}
     write_json_atomic(out / "activations.json", index)

@@ -107,7 +107,9 @@ def _pipeline_record(index: dict) -> dict:
         return max(vals) if vals else None
     return {"entries": rows, "extract_time_s": round(extract_s, 1), "finetune_time_s": round(finetune_s, 1),
             "last_invocation_wall_time_s": index.get("wall_time_s"),
-            "invocations_wall_time_s": round(sum(float(r.get("wall_time_s") or 0) for r in inv), 1),
+            # the command's invocations (a notebook's is in the notebook's own wall time)
+            "invocations_wall_time_s": round(sum(float(r.get("wall_time_s") or 0) for r in inv
+                                                 if r.get("caller") != "notebook"), 1),
             "invocations": inv, "peak_rss_mib": peak("peak_rss_mib"), "peak_anon_mib": peak("peak_anon_mib")}
 
 

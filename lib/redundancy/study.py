@@ -116,7 +116,7 @@ class Study:
     def ensure(self) -> dict:
         """Extract (or find in the cache) the activations of every model x task x split."""
         self._index = run_pipeline(self.cfg, progress=self.progress, log=self.log if self.progress else
-                                   (lambda *a, **k: None))
+                                   (lambda *a, **k: None), caller="notebook")
         return self._index
 
     @property
