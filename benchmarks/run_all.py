@@ -78,7 +78,7 @@ def paper_scale(folder: Path = ROOT / "data" / "paper-scale") -> dict | None:
     if not f.exists():
         return None
     sys.path.insert(0, str(ROOT / "lib"))
-    from redundancy.publish import GOAL_GIB, GOAL_HOURS, summary
+    from redundancy.publish import GOAL_GB, GOAL_HOURS, summary
 
     prov = json.loads(f.read_text())
     entries = prov.get("pipeline", {}).get("entries", [])
@@ -88,7 +88,7 @@ def paper_scale(folder: Path = ROOT / "data" / "paper-scale") -> dict | None:
             "tasks": sorted(prov.get("config", {}).get("tasks", {})), "pairs": len(prov.get("pairs", [])),
             "max_neurons": max((e.get("neurons") or 0 for e in entries), default=0),
             "max_train_rows": max((e.get("rows") or 0 for e in train), default=0),
-            "goal": {"hours": GOAL_HOURS, "gib": GOAL_GIB}, "summary": summary(prov)}
+            "goal": {"hours": GOAL_HOURS, "gb": GOAL_GB}, "summary": summary(prov)}
 
 
 def target_table(res: dict) -> list[dict]:
@@ -189,10 +189,10 @@ def target_table(res: dict) -> list[dict]:
     ps = res.get("paper_scale")
     if ps:
         S, g = ps["summary"], ps["goal"]
-        row("paper scale, all notebooks (bash run.sh paper-scale)",
+        row("paper scale, pipeline and notebooks 01-07 (bash run.sh paper-scale)",
             f"{', '.join(ps['models'])}; {ps['max_neurons']:,} neurons, {ps['max_train_rows']:,} train tokens, "
             f"{ps['pairs']} model x task pairs", "-", None, S["total_s"], None,
-            f"<= {g['hours']:g} hours, <= {g['gib']:g} GB in any step", S["within_goal"],
+            f"<= {g['hours']:g} hours, <= {g['gb']:g} GB in any step", S["within_goal"],
             f"{S['total_s'] / 3600:.2f} h; peak memory of any step {S['memory_mib'] / 1024:.1f} GiB "
             f"({S['memory_basis']}), {S['peak_rss_mib'] / 1024:.1f} GiB resident counting mapped activation pages; "
             f"published from commit {(ps['commit'] or '?')[:8]}")

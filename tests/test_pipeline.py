@@ -202,3 +202,33 @@ def test_published_run_summary_against_the_goal():
     assert s["pipeline_s"] == 3000.0 and s["memory_mib"] == 5000.0 and s["within_goal"]
     prov["notebooks"]["a"]["wall_time_s"] = 5000.0  # 3,000 + 5,300 s > 2 h
     assert not summary(prov)["within_goal"]
+
+
+def test_summary_edge_cases_and_kept_invocations():
+    from redundancy.pipeline import MAX_NOTEBOOK_INVOCATIONS, _keep
+    from redundancy.publish import summary
+
+    # nothing recorded: no verdict, not "within the goal"
+    assert summary({"pipeline": {}, "notebooks": {}})["within_goal"] is None
+    # an old invocation with only a resident peak is judged by it on the anonymous basis
+    prov = {"pipeline": {"invocations": [{"wall_time_s": 100.0, "peak_rss_mib": 20000.0, "caller": "run"},
+                                         {"wall_time_s": 5.0, "peak_rss_mib": 600.0, "peak_anon_mib": 500.0,
+                                          "caller": "run"}],
+                         "invocations_wall_time_s": 105.0},
+            "notebooks": {"a": {"wall_time_s": 10.0, "peak_rss_mib": 900.0, "peak_anon_mib": 400.0}}}
+    s = summary(prov)
+    assert s["memory_basis"] == "anonymous" and s["memory_mib"] == 20000.0 and s["within_goal"] is False
+    # 16 GB is 10^9 bytes: 15,259 MiB passes, 15,260 does not
+    prov["pipeline"]["invocations"][0]["peak_rss_mib"] = 15258.0
+    assert summary(prov)["within_goal"] is True
+    prov["pipeline"]["invocations"][0]["peak_rss_mib"] = 15260.0
+    assert summary(prov)["within_goal"] is False
+    # a recorded total of 0 s (only notebooks' invocations) is not replaced by the last one's time
+    prov = {"pipeline": {"invocations_wall_time_s": 0.0, "last_invocation_wall_time_s": 7.0},
+            "notebooks": {"a": {"wall_time_s": 10.0, "peak_rss_mib": 900.0}}}
+    assert summary(prov)["pipeline_s"] == 0.0
+    # the command's invocations are never dropped, however many notebooks' follow them
+    inv = [{"caller": "run", "i": 0}] + [{"caller": "notebook", "i": i} for i in range(1, 80)] + [{"caller": "run", "i": 80}]
+    kept = _keep(inv)
+    assert [r["i"] for r in kept if r["caller"] == "run"] == [0, 80]
+    assert [r["i"] for r in kept if r["caller"] == "notebook"] == list(range(80 - MAX_NOTEBOOK_INVOCATIONS, 80))

@@ -626,7 +626,7 @@ smaller model; the efficiency chapter has its curve against the number of layers
     code('''gpath = bpath.parent / "gpu.json"
 if not gpath.exists():
     display(Markdown(
-        "No GPU measurement is recorded yet: no session that worked on this project was lent a GPU machine. "
+        "No GPU measurement is recorded (`data/benchmarks/gpu.json` is absent). "
         "`benchmarks/gpu_check.py` is the prepared check (a probe and the layer sweep trained on the GPU against "
         "the CPU and one by one, a small random BERT's activations on both devices, and the paper-size probe and "
         "layer sweep timed against NeuroX on the same GPU); its JSON goes to `data/benchmarks/gpu.json`, "
@@ -654,10 +654,14 @@ else:
             sec = r_["seconds"]
             rows.append((label + " on the GPU", r_.get("size", f"{r_.get('probes')} probes"),
                          ", ".join(f"{k} {v:.2f} s" for k, v in sec.items())
-                         + (f"; {r_['speedup']:.2f}x faster than NeuroX on the same GPU" if "speedup" in r_ else
-                            f"; NeuroX not measured ({r_.get('neurox_unavailable')})")))
+                         + ((f"; {r_['speedup']:.2f}x faster than NeuroX on the same device" if r_["speedup"] >= 1 else
+                             f"; {1 / r_['speedup']:.2f}x slower than NeuroX on the same device") if "speedup" in r_
+                            else f"; NeuroX not measured ({r_.get('neurox_unavailable')})")))
+    on_gpu = G.get("device_type") == "cuda"
     display(Markdown(f"Measured on {G['device']} (torch {G['torch']}) on {G['date']}"
-                     + (" at the smoke-test sizes (`--quick`)" if G.get("quick") else "") + "."))
+                     + (" at the smoke-test sizes (`--quick`)" if G.get("quick") else "") + "."
+                     + ("" if on_gpu else " **This file is not a GPU measurement**: it was written with "
+                        "`--device cpu` (a smoke test of the script), so its 'GPU' rows ran on the CPU.")))
     display(pd.DataFrame(rows, columns=["what", "size", "result"]).set_index("what"))''', ["hide-input"]),
 ])
 
@@ -846,13 +850,13 @@ glue("ps_max_train_tokens", int(pos.rows.max()) if len(pos) else 0)
 glue("ps_extract_min", round(prov["pipeline"]["extract_time_s"] / 60, 1))
 glue("ps_finetune_min", round(prov["pipeline"]["finetune_time_s"] / 60, 1))
 glue("ps_notebooks_min", round(float(NB.wall_all.sum()) / 60, 1) if len(NB) else 0.0)
-from redundancy.publish import summary, GOAL_HOURS, GOAL_GIB
+from redundancy.publish import summary, GOAL_HOURS, GOAL_GB
 S = summary(prov)  # the totals against the goal (the pipeline's invocations, every notebook batch)
 glue("ps_peak_gib", round(S["peak_rss_mib"] / 1024, 1))
 glue("ps_total_h", round(S["total_s"] / 3600, 2))
 glue("ps_note", prov.get("note") or "none were recorded with this run")
-glue("ps_goal", "within" if S["within_goal"] else "outside")
-glue("ps_goal_h", f"{GOAL_HOURS:g}"); glue("ps_goal_gib", f"{GOAL_GIB:g}")
+glue("ps_goal", {True: "within", False: "outside", None: "not measured against"}[S["within_goal"]])
+glue("ps_goal_h", f"{GOAL_HOURS:g}"); glue("ps_goal_gb", f"{GOAL_GB:g}")
 glue("ps_goal_mem", "allocated (anonymous)" if S["memory_basis"] == "anonymous" else "resident")
 _ = glue("ps_peak_anon", "not recorded for this run" if S["peak_anon_mib"] is None else
          f"{S['peak_anon_mib'] / 1024:.1f} GiB" + ("" if S["anon_batches"] == S["batches"] else
@@ -874,7 +878,7 @@ anonymous memory of a notebook's kernel, what it allocated itself (resident minu
 pages, which the system can drop and read again), was {glue:text}`ps_peak_anon`.
 In all {glue:text}`ps_total_h` hours (the pipeline's wall time over its invocations, or the sum of
 its steps where a killed invocation left no record, plus the notebooks'): {glue:text}`ps_goal` this project's goal for the paper's scale
-on a 2-core CPU (at most {glue:text}`ps_goal_h` hours, and {glue:text}`ps_goal_gib` GB of {glue:text}`ps_goal_mem` memory in any step). All times are wall-clock times of the runs as they
+on a 2-core CPU (at most {glue:text}`ps_goal_h` hours, and {glue:text}`ps_goal_gb` GB, 10^9 bytes, of {glue:text}`ps_goal_mem` memory in any step). All times are wall-clock times of the runs as they
 happened; the conditions of the run, as recorded when it was published: {glue:text}`ps_note`.
 
 **Fine-tuning budget.** The paper fine-tuned every sentence task with `run_glue`'s defaults

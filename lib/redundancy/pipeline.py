@@ -72,8 +72,16 @@ def results_dir(cfg: dict) -> Path:
     return out
 
 
-#: invocations of a run kept in its ``activations.json`` (a resumed run's earlier ones did the work)
-MAX_INVOCATIONS = 50
+#: a notebook's invocations kept in a run's ``activations.json`` (the latest; the command's own
+#: invocations, which did the work, are all kept)
+MAX_NOTEBOOK_INVOCATIONS = 50
+
+
+def _keep(invocations: list[dict]) -> list[dict]:
+    """Every command invocation, and the latest ``MAX_NOTEBOOK_INVOCATIONS`` of the notebooks'."""
+    nb = [i for i, r in enumerate(invocations) if r.get("caller") == "notebook"]
+    drop = set(nb[:-MAX_NOTEBOOK_INVOCATIONS])
+    return [r for i, r in enumerate(invocations) if i not in drop]
 
 
 def _own_anonymous() -> int:
@@ -164,7 +172,7 @@ def run(cfg: dict, progress: bool = True, log=print, caller: str = "run") -> dic
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "peak_anon_mib": anon.peak_mib, "caller": str(caller)}
     index = {"name": cfg["name"], "config": cfg, "entries": entries, **this,
-             "invocations": (_earlier_invocations(out / "activations.json") + [this])[-MAX_INVOCATIONS:]}
+             "invocations": _keep(_earlier_invocations(out / "activations.json") + [this])}
     write_json_atomic(out / "activations.json", index)
     log(f"[done] {len(entries)} activation sets in {index['wall_time_s']}s; index: {out / 'activations.json'}")
     return index

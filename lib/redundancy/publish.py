@@ -33,10 +33,11 @@ from .pipeline import load_config, results_dir
 from .store import library_versions
 from .utils import write_json_atomic
 
-__all__ = ["publish", "machine", "summary", "GOAL_HOURS", "GOAL_GIB"]
+__all__ = ["publish", "machine", "summary", "GOAL_HOURS", "GOAL_GB"]
 
-#: the paper-scale goal of the performance issue: at most this many hours, and this much memory in any step
-GOAL_HOURS, GOAL_GIB = 2.0, 16.0
+#: the paper-scale goal of the performance issue: at most this many hours, and this many GB (10^9
+#: bytes: 14.9 GiB) of memory in any step
+GOAL_HOURS, GOAL_GB = 2.0, 16.0
 
 
 def machine() -> dict:
@@ -160,30 +161,40 @@ def publish(config, dest=None, log=print, note: str | None = None) -> Path:
 
 
 def summary(prov: dict) -> dict:
-    """A published run's totals against the paper-scale goal (``GOAL_HOURS``, ``GOAL_GIB``).
+    """A published run's totals against the paper-scale goal (``GOAL_HOURS``, ``GOAL_GB``).
 
-    * ``total_s``: the pipeline's wall time (its finished invocations' sum; where a killed
+    * ``total_s``: the pipeline's wall time (its command invocations' sum; where a killed
       invocation left no record, the sum of its steps' own times if larger) plus every batch of
       every notebook;
     * ``peak_rss_mib``: the largest resident set of any step (it counts the pages of the mapped
       activation files a step has read, which the system can drop);
     * ``peak_anon_mib``: the largest anonymous memory of a notebook kernel (what it allocated
       itself), or None; ``memory_basis``: "anonymous" where every notebook batch recorded it
-      (the pipeline's own anonymous peak, or its resident peak if it has none, counted too),
-      else "resident"; ``memory_mib``, the memory judged on that basis; ``within_goal``.
+      (each pipeline invocation counted with its anonymous peak, or its resident peak where it
+      recorded none), else "resident"; ``memory_mib``, the memory judged on that basis;
+    * ``within_goal``: True or False, or None when the provenance records no work at all.
     """
     pl = prov.get("pipeline") or {}
     batches = [b for v in (prov.get("notebooks") or {}).values() for b in [*v.get("earlier", []), v]]
     nb_wall = sum(float(b.get("wall_time_s") or 0) for b in batches)
-    pipe_s = max(float(pl.get("invocations_wall_time_s") or pl.get("last_invocation_wall_time_s") or 0),
-                 float(pl.get("extract_time_s") or 0) + float(pl.get("finetune_time_s") or 0))
-    rss = [float(pl.get("peak_rss_mib") or 0)] + [float(b.get("peak_rss_mib") or 0) for b in batches]
+    recorded = pl.get("invocations_wall_time_s")
+    if recorded is None:  # provenance published before invocations were kept
+        recorded = pl.get("last_invocation_wall_time_s")
+    steps_s = float(pl.get("extract_time_s") or 0) + float(pl.get("finetune_time_s") or 0)
+    pipe_s = max(float(recorded or 0), steps_s)
+    invocations = [r for r in pl.get("invocations") or [] if isinstance(r, dict)]
+    pipe_rss = [float(r["peak_rss_mib"]) for r in invocations if r.get("peak_rss_mib") is not None] or \
+        ([float(pl["peak_rss_mib"])] if pl.get("peak_rss_mib") is not None else [])
+    # a pipeline invocation's own memory: its anonymous peak, or its resident peak where it has none
+    pipe_mem = [float(r.get("peak_anon_mib") if r.get("peak_anon_mib") is not None else r.get("peak_rss_mib") or 0)
+                for r in invocations] or pipe_rss
+    rss = pipe_rss + [float(b.get("peak_rss_mib") or 0) for b in batches]
     anon = [float(b["peak_anon_mib"]) for b in batches if b.get("peak_anon_mib")]
     basis = "anonymous" if anon and len(anon) == len(batches) else "resident"
-    mem = (max([float(pl.get("peak_anon_mib") or pl.get("peak_rss_mib") or 0)] + anon) if basis == "anonymous"
-           else max(rss))
+    mem = max(pipe_mem + anon if basis == "anonymous" else rss, default=0.0)
     total = pipe_s + nb_wall
-    return {"total_s": total, "pipeline_s": pipe_s, "notebooks_s": nb_wall, "peak_rss_mib": max(rss),
+    worked = bool(batches or invocations or pipe_rss or steps_s)
+    return {"total_s": total, "pipeline_s": pipe_s, "notebooks_s": nb_wall, "peak_rss_mib": max(rss, default=0.0),
             "peak_anon_mib": max(anon) if anon else None, "anon_batches": len(anon), "batches": len(batches),
             "memory_basis": basis, "memory_mib": mem,
-            "within_goal": total <= GOAL_HOURS * 3600 and mem <= GOAL_GIB * 1024}
+            "within_goal": (total <= GOAL_HOURS * 3600 and mem * 2**20 <= GOAL_GB * 1e9) if worked else None}
