@@ -501,7 +501,8 @@ n_met, n_all = int((T.met == True).sum()), int(T.met.notna().sum())
 glue("perf_met", n_met); glue("perf_targets", n_all)
 show = T.assign(**{"baseline s": T.baseline_seconds.round(2), "ours s": T.ours_seconds.round(2),
                    "ratio": T.ratio.round(2), "met": T.met.map({True: "yes", False: "no"}).fillna("-")})
-display(show[["what", "size", "baseline s", "ours s", "ratio", "target", "met"]].set_index("what"))
+show = show[["what", "size", "baseline s", "ours s", "ratio", "target", "met"]].astype(object)
+display(show.where(show.notna(), "-").set_index("what"))  # no baseline (the main command, paper scale): "-"
 display(Markdown("\\n".join(f"- **{r.what}** ({r.size}); baseline: {r.baseline}. {r.note}" for r in T.itertuples())))''', ["hide-input"]),
     code('''# the single-probe targets against the bound: what 2.5x faster than NeuroX would require
 def _bound_row(key):
