@@ -92,19 +92,23 @@ def _own_anonymous() -> int:
     return info.rss - getattr(info, "shared", 0)
 
 
+def invocations_of(index: dict) -> list[dict]:
+    """The finished invocations an ``activations.json`` index records (an index written before
+    they were kept records only its own, last invocation: that one, without a caller)."""
+    if isinstance(index.get("invocations"), list):
+        return [r for r in index["invocations"] if isinstance(r, dict)]
+    if index.get("wall_time_s") is not None:
+        return [{k: index.get(k) for k in ("wall_time_s", "peak_rss_mib")}]
+    return []
+
+
 def _earlier_invocations(index_file: Path) -> list[dict]:
     """The invocations an earlier ``activations.json`` of this run recorded: a run resumed after a
-    kill, or run again, keeps the time and memory of the invocations that computed its steps
-    (an index written before this was kept records only its own, last invocation)."""
+    kill, or run again, keeps the time and memory of the invocations that computed its steps."""
     try:
-        prev = json.loads(index_file.read_text())
+        return invocations_of(json.loads(index_file.read_text()))
     except (OSError, ValueError):
         return []
-    if isinstance(prev.get("invocations"), list):
-        return [r for r in prev["invocations"] if isinstance(r, dict)]
-    if prev.get("wall_time_s") is not None:
-        return [{k: prev.get(k) for k in ("wall_time_s", "peak_rss_mib")}]
-    return []
 
 
 def run(cfg: dict, progress: bool = True, log=print, caller: str = "run") -> dict:

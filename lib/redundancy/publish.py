@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from .config import repo_root
-from .pipeline import load_config, results_dir
+from .pipeline import invocations_of, load_config, results_dir
 from .store import library_versions
 from .utils import write_json_atomic
 
@@ -99,9 +99,7 @@ def _pipeline_record(index: dict) -> dict:
     extract_s = sum(float(r["extract_time_s"] or 0) for r in rows)
     # every invocation that finished (a resumed run's earlier ones computed its steps; one killed
     # before its end left no record, but its steps' own times are in the entries above)
-    inv = [r for r in index.get("invocations") or [] if isinstance(r, dict)] or \
-        ([{"wall_time_s": index.get("wall_time_s"), "peak_rss_mib": index.get("peak_rss_mib")}]
-         if index.get("wall_time_s") is not None else [])
+    inv = invocations_of(index)
 
     def peak(key):
         vals = [float(r[key]) for r in inv if r.get(key) is not None]
