@@ -88,8 +88,17 @@ def forward_flops(lm, sentences) -> int:
     """Floating-point operations of one unpadded forward pass per sentence (matrix products,
     attention included, as torch's FlopCounterMode counts them: 2 per multiply-add)."""
     import torch
+    from torch.utils import flop_counter
     from torch.utils.flop_counter import FlopCounterMode
 
+    # the CPU's fused attention has no formula in torch's counter (it would count 0): the same
+    # two products as the other fused attentions (Q K^T and the weights times V)
+    cpu_sdpa = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_sdpa is not None and cpu_sdpa.default not in flop_counter.flop_registry:
+        def cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+            return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+        flop_counter.register_flop_formula(cpu_sdpa)(cpu_sdpa_flop)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         for s in sentences:
             enc = lm.tokenizer(list(s), is_split_into_words=True, return_tensors="pt", truncation=True)
