@@ -23,6 +23,9 @@ interleaved runs, and ratios (NeuroX / ours: above 1 means this library is faste
     neurons) with the same ranking and target on both sides: NeuroX retrains from scratch
     for every ``k`` until one passes, ours is :func:`redundancy.selection.minimal_neuron_set`
     (grid points trained 16 at a time). Both report the ``k`` they chose.
+``scaling`` and ``rows``
+    One probe's cost against its size: the first ``--sizes`` neurons (all rows), or the
+    first ``--row-sizes`` rows (all neurons); NeuroX, ours and the bare products at each.
 
 Data: ``--data run`` takes the default run's activations (MiniLM on the Penn Treebank
 sample: 19,875 tokens x 2,688 neurons x 42 tags); ``--data synthetic`` draws a seeded
@@ -293,6 +296,33 @@ def bench_scaling(tr, sizes, repeats):
     return rows
 
 
+def bench_rows(tr, sizes, repeats):
+    """One probe's training time against the number of training rows (tokens: the first n rows)."""
+    X, y = tr
+    rows = []
+    for n in sizes:
+        if n > X.shape[0]:
+            continue
+        Xn, yn = X[:n], y[:n]
+        C = int(yn.max()) + 1
+        if np.unique(yn).size != C:  # NeuroX wants the class ids 0..C-1 of the rows it is given
+            yn = np.unique(yn, return_inverse=True)[1].astype(np.int64)
+            C = int(yn.max()) + 1
+        t = {"neurox": [], "ours": [], "bare": []}
+        for _ in range(repeats):
+            s0 = time.perf_counter()
+            neurox_fit(Xn, yn)
+            t["neurox"].append(time.perf_counter() - s0)
+            s0 = time.perf_counter()
+            ours_probe().fit(Xn, yn)
+            t["ours"].append(time.perf_counter() - s0)
+            t["bare"].append(bare_products(Xn, C))
+        rows.append({"rows": int(n), "neurons": int(X.shape[1]), **{k: statistics.median(v) for k, v in t.items()}})
+        print(f"rows     {n:7d} rows: NeuroX {rows[-1]['neurox']:.2f}s | ours {rows[-1]['ours']:.2f}s | bare "
+              f"{rows[-1]['bare']:.2f}s", flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", choices=["run", "synthetic"], default="run")
@@ -307,8 +337,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--delta", type=float, default=0.01, help="minimal set: allowed relative drop (reference: 1%%)")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", default="probe,layers,minimal", help="any of probe,layers,minimal,scaling")
+    ap.add_argument("--only", default="probe,layers,minimal", help="any of probe,layers,minimal,scaling,rows")
     ap.add_argument("--sizes", default="384,768,2688,5376,9984", help="neurons for --only scaling")
+    ap.add_argument("--row-sizes", default="2500,5000,10000,20000,40000", help="training rows for --only rows")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args(argv)
     try:
@@ -351,6 +382,8 @@ def main(argv=None):
               f"{r['k_ours_one_by_one']}, NeuroX {r['k_neurox']}", flush=True)
     if "scaling" in only:
         out["scaling"] = bench_scaling(tr, [int(v) for v in a.sizes.split(",")], a.repeats)
+    if "rows" in only:
+        out["rows"] = bench_rows(tr, [int(v) for v in a.row_sizes.split(",")], a.repeats)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2, default=float)

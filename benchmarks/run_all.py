@@ -50,6 +50,11 @@ BENCHES = {
                            "--only", "probe", "--repeats", "1"],
                           ["probes.py", "--data", "synthetic", "--rows", "10000", "--layers", "13", "--hidden", "96",
                            "--only", "probe", "--repeats", "1"]),
+    # one probe's cost against the number of tokens, at the paper's width (the chapter's curve)
+    "probe_rows": (["probes.py", "--data", "synthetic", "--rows", "40000", "--layers", "13", "--hidden", "768",
+                    "--only", "rows", "--row-sizes", "2500,5000,10000,20000,40000", "--repeats", "2"],
+                   ["probes.py", "--data", "synthetic", "--rows", "4000", "--layers", "13", "--hidden", "96",
+                    "--only", "rows", "--row-sizes", "1000,2000,4000", "--repeats", "1"]),
     "classifier_paper": (["probes.py", "--data", "synthetic", "--rows", "100000", "--layers", "13", "--hidden", "768",
                           "--classes", "2", "--only", "probe", "--repeats", "1"],
                          ["probes.py", "--data", "synthetic", "--rows", "10000", "--layers", "13", "--hidden", "96",
