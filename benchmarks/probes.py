@@ -272,55 +272,35 @@ def bench_minimal(tr, dv, n_layers, hidden, delta, repeats):
             "oracle_dev": oracle.dev, "target": target, "delta": delta}
 
 
-def bench_scaling(tr, sizes, repeats):
-    """One probe's training time against the number of neurons (the first n columns)."""
-    X, y = tr
-    C = int(y.max()) + 1
-    rows = []
-    for n in sizes:
-        if n > X.shape[1]:
-            continue
-        Xn = np.ascontiguousarray(X[:, :n])
-        t = {"neurox": [], "ours": [], "bare": []}
-        for _ in range(repeats):
-            s0 = time.perf_counter()
-            neurox_fit(Xn, y)
-            t["neurox"].append(time.perf_counter() - s0)
-            s0 = time.perf_counter()
-            ours_probe().fit(Xn, y)
-            t["ours"].append(time.perf_counter() - s0)
-            t["bare"].append(bare_products(Xn, C))
-        rows.append({"neurons": int(n), "rows": int(X.shape[0]), **{k: statistics.median(v) for k, v in t.items()}})
-        print(f"scaling  {n:6d} neurons: NeuroX {rows[-1]['neurox']:.2f}s | ours {rows[-1]['ours']:.2f}s | bare "
-              f"{rows[-1]['bare']:.2f}s", flush=True)
-    return rows
+def _time_one_probe(X, y, repeats) -> dict:
+    """Medians of NeuroX's fit, ours and the bare products on ``X, y``, interleaved ``repeats`` times."""
+    if np.unique(y).size != int(y.max()) + 1:  # NeuroX wants the class ids 0..C-1 of the rows it is given
+        y = np.unique(y, return_inverse=True)[1].astype(np.int64)
+    t = {"neurox": [], "ours": [], "bare": []}
+    for _ in range(repeats):
+        s0 = time.perf_counter()
+        neurox_fit(X, y)
+        t["neurox"].append(time.perf_counter() - s0)
+        s0 = time.perf_counter()
+        ours_probe().fit(X, y)
+        t["ours"].append(time.perf_counter() - s0)
+        t["bare"].append(bare_products(X, int(y.max()) + 1))
+    return {k: statistics.median(v) for k, v in t.items()}
 
 
-def bench_rows(tr, sizes, repeats):
-    """One probe's training time against the number of training rows (tokens: the first n rows)."""
+def bench_sizes(tr, sizes, repeats, along="neurons"):
+    """One probe's training time against its width (``along="neurons"``: the first n columns,
+    every row) or its number of tokens (``along="rows"``: the first n rows, every column)."""
     X, y = tr
-    rows = []
+    out = []
     for n in sizes:
-        if n > X.shape[0]:
+        if n > X.shape[1 if along == "neurons" else 0]:
             continue
-        Xn, yn = X[:n], y[:n]
-        C = int(yn.max()) + 1
-        if np.unique(yn).size != C:  # NeuroX wants the class ids 0..C-1 of the rows it is given
-            yn = np.unique(yn, return_inverse=True)[1].astype(np.int64)
-            C = int(yn.max()) + 1
-        t = {"neurox": [], "ours": [], "bare": []}
-        for _ in range(repeats):
-            s0 = time.perf_counter()
-            neurox_fit(Xn, yn)
-            t["neurox"].append(time.perf_counter() - s0)
-            s0 = time.perf_counter()
-            ours_probe().fit(Xn, yn)
-            t["ours"].append(time.perf_counter() - s0)
-            t["bare"].append(bare_products(Xn, C))
-        rows.append({"rows": int(n), "neurons": int(X.shape[1]), **{k: statistics.median(v) for k, v in t.items()}})
-        print(f"rows     {n:7d} rows: NeuroX {rows[-1]['neurox']:.2f}s | ours {rows[-1]['ours']:.2f}s | bare "
-              f"{rows[-1]['bare']:.2f}s", flush=True)
-    return rows
+        Xn, yn = (np.ascontiguousarray(X[:, :n]), y) if along == "neurons" else (X[:n], y[:n])
+        out.append({"neurons": int(Xn.shape[1]), "rows": int(Xn.shape[0]), **_time_one_probe(Xn, yn, repeats)})
+        print(f"{along:8s} {n:7d}: NeuroX {out[-1]['neurox']:.2f}s | ours {out[-1]['ours']:.2f}s | bare "
+              f"{out[-1]['bare']:.2f}s", flush=True)
+    return out
 
 
 def main(argv=None):
@@ -381,9 +361,9 @@ def main(argv=None):
               f" | ours {s['ours']:.2f}s | speed-up x{r['speedup']:.2f} | k: ours {r['k_ours']}, ours one by one "
               f"{r['k_ours_one_by_one']}, NeuroX {r['k_neurox']}", flush=True)
     if "scaling" in only:
-        out["scaling"] = bench_scaling(tr, [int(v) for v in a.sizes.split(",")], a.repeats)
+        out["scaling"] = bench_sizes(tr, [int(v) for v in a.sizes.split(",")], a.repeats)
     if "rows" in only:
-        out["rows"] = bench_rows(tr, [int(v) for v in a.row_sizes.split(",")], a.repeats)
+        out["rows"] = bench_sizes(tr, [int(v) for v in a.row_sizes.split(",")], a.repeats, along="rows")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2, default=float)
