@@ -8,7 +8,7 @@ book's performance chapter reads. Nothing else may run on the machine meanwhile:
 ratios are within one run, but both sides share the two cores.
 
     .venv/bin/python -m pip install --no-deps -r benchmarks/requirements.txt
-    .venv/bin/python benchmarks/run_all.py                 # the targets' sizes (about 30 minutes here)
+    .venv/bin/python benchmarks/run_all.py                 # the targets' sizes (about 50 minutes here)
     .venv/bin/python benchmarks/run_all.py --quick         # small sizes, a smoke test (a few minutes)
     .venv/bin/python benchmarks/run_all.py --only probes_minilm,cka --out /tmp/b.json
 

@@ -477,8 +477,8 @@ peers a researcher would otherwise use (NeuroX, the authors' toolkit; the refere
 `np.corrcoef` + SciPy; a CKA package from PyPI) and against a bare lower bound on the same
 machine, all measured in one run on the same arrays. The numbers come from
 `benchmarks/run_all.py`, committed as `data/benchmarks/results.json` with the machine, date and
-commit they were measured on; rerun that command to refresh them (about half an hour, with
-nothing else running).
+commit they were measured on; rerun that command to refresh them (its benchmarks took
+{glue:text}`perf_suite_min:.0f` minutes in all when last measured; nothing else may run meanwhile).
 """, '''benchmarks = None  # a results file of benchmarks/run_all.py; None: the committed data/benchmarks/results.json''', [
     code('''import json
 from pathlib import Path
@@ -488,6 +488,7 @@ B = json.loads(bpath.read_text())
 mach = B["machine"]
 glue("perf_cpu", mach["cpu"]); glue("perf_cores", mach["cores"]); glue("perf_mem", mach["memory_gib"])
 glue("perf_date", B["date"]); glue("perf_torch", mach["torch"])
+glue("perf_suite_min", sum(c.get("seconds", 0) for c in B["commands"].values()) / 60)
 kept = [k for k, c in B["commands"].items() if c.get("commit") != B["commit"]]
 cpus = sorted({B["commands"][k].get("cpu", "a CPU not recorded") for k in kept})
 glue("perf_commit", B["commit"][:8] + (f" (the latest benchmarks; {len(kept)} of {len(B['commands'])} benchmark "
