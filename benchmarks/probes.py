@@ -53,6 +53,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bounds import best_product_rate, probe_flops  # noqa: E402  (benchmarks/ is the script's folder)
+
 HP = dict(l1=1e-5, l2=1e-5, epochs=10, batch_size=128, lr=1e-3)
 
 
@@ -158,6 +161,7 @@ def bench_probe(tr, te, repeats):
     # shuffle=False, the rows in stored order as NeuroX visits them (the same mini-batches)
     res = {"neurox": [], "ours": [], "ours_in_order": [], "bare": []}
     accs = {"neurox": [], "ours": [], "ours_in_order": []}
+    rates = []  # the best float32 product rate, between repetitions (for the ceiling)
     for _ in range(repeats):
         t = time.perf_counter()
         m = neurox_fit(X, y)
@@ -169,8 +173,12 @@ def bench_probe(tr, te, repeats):
             res[key].append(time.perf_counter() - t)
             accs[key].append(float(p.score(*te)))
         res["bare"].append(bare_products(X, C))
+        rates.append(best_product_rate())
     med = {k: statistics.median(v) for k, v in res.items()}
+    flops = probe_flops(X.shape[0], X.shape[1], C, HP["epochs"])
     return {"seconds": med, "runs": res, "test_accuracy": {k: float(np.mean(v)) for k, v in accs.items()},
+            "ceiling": {"probe_flops": flops, "best_product_flops_per_s": max(rates), "product_rates": rates,
+                        "floor_seconds": flops / max(rates), "max_speedup": med["neurox"] / (flops / max(rates))},
             "speedup": med["neurox"] / med["ours"], "speedup_in_order": med["neurox"] / med["ours_in_order"],
             "ours_over_bare": med["ours"] / med["bare"], "ours_in_order_over_bare": med["ours_in_order"] / med["bare"]}
 
@@ -363,7 +371,7 @@ def main(argv=None):
     if "scaling" in only:
         out["scaling"] = bench_sizes(tr, [int(v) for v in a.sizes.split(",")], a.repeats)
     if "rows" in only:
-        out["rows"] = bench_sizes(tr, [int(v) for v in a.row_sizes.split(",")], a.repeats, along="rows")
+        out["scaling_rows"] = bench_sizes(tr, [int(v) for v in a.row_sizes.split(",")], a.repeats, along="rows")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2, default=float)
