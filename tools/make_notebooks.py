@@ -562,7 +562,7 @@ if _ce:
         f"runs them, are {_ce['forward_flops'] / 1e9:.1f} GFLOP of matrix products (counted by torch's "
         f"FlopCounterMode, attention included). The best float32 product rate measured in the same run (square "
         f"products of {min(_ce.get('product_sizes', [2048])):,} to {max(_ce.get('product_sizes', [2048])):,}, the "
-        f"best of five at each size, measured {len(_ce['product_rates'])} times between the repetitions) is "
+        f"fastest of several tries at each size, measured {len(_ce['product_rates'])} times between the repetitions) is "
         f"{_ce['best_product_flops_per_s'] / 1e9:.0f} GFLOP/s, so those products take at least "
         f"{_ce['floor_seconds']:.2f} s at that rate. NeuroX takes "
         + ", ".join(f"{_en[b]['seconds_median']:.2f} s {lab}" for lab, b, _c, _x in _sides)
