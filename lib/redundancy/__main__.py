@@ -1,4 +1,4 @@
-"""Command line: ``python -m redundancy {fetch,run,notebooks,publish,tasks,stats}``."""
+"""Command line: ``python -m redundancy {fetch,run,finetune,notebooks,publish,verdicts,tasks,stats}``."""
 
 from __future__ import annotations
 
@@ -32,12 +32,22 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="extract (and fine-tune) everything a run configuration names")
     r.add_argument("--config", default="configs/default.yml")
     r.add_argument("--no-progress", action="store_true")
+    ft = sub.add_parser("finetune", help="fine-tune every sentence task of a run for each of its finetune_seeds "
+                                         "(cached, resumable)")
+    ft.add_argument("--config", default="configs/paper-scale.yml")
+    ft.add_argument("--models", nargs="*", help="only these of the run's models")
+    ft.add_argument("--no-progress", action="store_true")
     sub.add_parser("notebooks", help="execute every notebook with papermill (see --help of that verb)")
     pb = sub.add_parser("publish", help="copy a run's results to data/<run>/ with their provenance")
     pb.add_argument("--config", default="configs/paper-scale.yml")
     pb.add_argument("--dest", help="default: data/<run name>")
     pb.add_argument("--note", help="the conditions of the run (other work beside it, a pause, a resume), kept in "
                                    "provenance.json and shown in the book")
+    vd = sub.add_parser("verdicts", help="the verdict on every claim of the paper, per model, from a results folder")
+    vd.add_argument("--results", default="data/paper-scale/results",
+                    help="a results folder (default: the published paper-scale results)")
+    vd.add_argument("--json", help="also write the records (claim, criterion, paper value, ours, interval, margin, "
+                                   "outcome, seeds) to this file")
     sub.add_parser("tasks", help="list the registered tasks")
     s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
     s.add_argument("tasks", nargs="+")
@@ -63,10 +73,27 @@ def main(argv=None) -> int:
 
             warnings.filterwarnings("default", category=UserWarning, module="redundancy")
             run(load_config(args.config), progress=not args.no_progress and sys.stderr.isatty())
+        elif args.cmd == "finetune":
+            from .pipeline import fine_tune_all, load_config
+
+            cfg = load_config(args.config)
+            bad = set(args.models or []) - set(cfg["models"])
+            if bad:
+                raise ValueError(f"{args.config}: the run has no model(s) {sorted(bad)}; it has {cfg['models']}")
+            fine_tune_all(cfg, models=args.models, progress=not args.no_progress and sys.stderr.isatty())
         elif args.cmd == "publish":
             from .publish import publish
 
             publish(args.config, args.dest, note=args.note)
+        elif args.cmd == "verdicts":
+            from .paper.claims import Results, judge, verdict_text
+            from .utils import write_json_atomic
+
+            verdicts = judge(Results.load(args.results))
+            print(verdict_text(verdicts))
+            if args.json:
+                write_json_atomic(args.json, [v.record() for v in verdicts])
+                print(f"[verdicts] {len(verdicts)} records: {args.json}")
         elif args.cmd == "tasks":
             from .tasks import list_tasks
 

@@ -33,7 +33,7 @@ from .tasks import SPLITS, TASKS, load_task
 from .utils import PeakSampler, write_json_atomic
 
 KNOWN_KEYS = {"name", "models", "tasks", "device", "aggregation", "dtype", "splits", "truncate",
-              "results_dir", "max_batch_tokens", "finetune", "seed"}
+              "results_dir", "max_batch_tokens", "finetune", "finetune_seeds", "seed"}
 
 
 def load_config(path) -> dict:
@@ -58,8 +58,80 @@ def load_config(path) -> dict:
     for s in cfg.get("splits", SPLITS):
         if s not in SPLITS:
             raise ValueError(f"{path}: unknown split {s!r}; splits are {SPLITS}")
+    seeds = cfg.get("finetune_seeds")
+    if seeds is not None:
+        if not isinstance(seeds, dict) or any(
+                not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+                for v in seeds.values()):
+            raise ValueError(f"{path}: 'finetune_seeds' must map a model to a non-empty list of integer seeds, "
+                             f"e.g. {{minilm: [42, 43, 44]}}; got {seeds!r}")
+        stray = set(seeds) - set(cfg["models"])
+        if stray:
+            raise ValueError(f"{path}: 'finetune_seeds' names models the run does not have: {sorted(stray)}")
     cfg.setdefault("name", path.stem)
     return cfg
+
+
+def finetune_seeds(cfg: dict, model: str) -> list[int]:
+    """The fine-tuning seeds of ``model`` in a run: ``finetune_seeds[model]``, else the one seed of
+    the ``finetune`` block (42, run_glue's default, when it names none). The first is the seed
+    whose fine-tune the run's activations come from."""
+    seeds = (cfg.get("finetune_seeds") or {}).get(model)
+    return [int(x) for x in seeds] if seeds else [int((cfg.get("finetune") or {}).get("seed", 42))]
+
+
+def _run_seed(cfg: dict, model: str, ft: dict) -> dict:
+    """A task's fine-tuning settings with the seed the run extracts from: the model's first
+    ``finetune_seeds`` entry where the run lists them, else the settings' own seed."""
+    listed = (cfg.get("finetune_seeds") or {}).get(model)
+    return {**ft, "seed": int(listed[0])} if listed else ft
+
+
+def _task_finetune(cfg: dict, opts: dict) -> dict:
+    """A task's fine-tuning settings: the run's ``finetune`` block, updated by the task's own."""
+    return {**(cfg.get("finetune") or {}), **((opts or {}).get("finetune") or {})}
+
+
+def fine_tune_all(cfg: dict, models=None, progress: bool = True, log=print) -> list[dict]:
+    """Fine-tune every sentence task of a run for every seed of ``finetune_seeds``.
+
+    The order is by seed rank: every model's first seed (the one the run extracts from) comes
+    before any model's second, so the run's own fine-tunes are done first. Each fine-tune is
+    cached and checkpointed (:func:`redundancy.finetune.fine_tune`): a killed command resumes.
+    The finished ones are listed in ``<results>/<name>/finetunes.json`` (model, task, seed,
+    budget, steps, dev score, training time)."""
+    from .finetune import FineTuneConfig, fine_tune, finetune_meta
+
+    models = list(models or cfg["models"])
+    device = cfg.get("device", "cpu")
+    tasks = []
+    for name, opts in cfg["tasks"].items():
+        opts = dict(opts or {})
+        ft = _task_finetune(cfg, opts)
+        opts.pop("finetune", None)
+        task = load_task(name, **opts)
+        if task.kind == "sentence":
+            tasks.append((task, ft))
+    seeds = {m: finetune_seeds(cfg, m) for m in models}
+    out, records = results_dir(cfg), []
+    for rank in range(max(len(v) for v in seeds.values())):
+        for model in models:
+            if rank >= len(seeds[model]):
+                continue
+            for task, ft in tasks:
+                ft_cfg = FineTuneConfig(**({**ft, "seed": seeds[model][rank]} if rank else _run_seed(cfg, model, ft)))
+                t0 = time.time()
+                path = fine_tune(model, task, ft_cfg, device=device, progress=progress)
+                meta = finetune_meta(path)
+                records.append({"model": model, "task": task.name, "seed": ft_cfg.seed, "epochs": ft_cfg.epochs,
+                                "max_train": ft_cfg.max_train, "train_examples": meta["train_examples"],
+                                "steps": meta["steps"], "dev": meta["scores"]["dev"],
+                                "train_time_s": meta["train_time_s"], "path": str(path)})
+                log(f"[fine-tune] {model} / {task.name} / seed {ft_cfg.seed}: {meta['steps']} steps over "
+                    f"{meta['train_examples']} sentences, dev {meta['scores']['dev']}, trained in "
+                    f"{meta['train_time_s']}s (this call {time.time() - t0:.0f}s)")
+                write_json_atomic(out / "finetunes.json", {"name": cfg["name"], "finetunes": records})
+    return records
 
 
 def results_dir(cfg: dict) -> Path:
@@ -135,7 +207,8 @@ def run(cfg: dict, progress: bool = True, log=print, caller: str = "run") -> dic
         tasks = {}
         for name, opts in cfg["tasks"].items():
             opts = dict(opts or {})
-            ft = {**(cfg.get("finetune") or {}), **(opts.pop("finetune", None) or {})}
+            ft = _task_finetune(cfg, opts)
+            opts.pop("finetune", None)
             t0 = time.time()
             task = load_task(name, **opts)
             tasks[name] = (task, ft)
@@ -152,7 +225,8 @@ def run(cfg: dict, progress: bool = True, log=print, caller: str = "run") -> dic
                     lm = base
                 else:
                     t0 = time.time()
-                    path = fine_tune(model_name, task, FineTuneConfig(**ft), device=device, progress=progress)
+                    path = fine_tune(model_name, task, FineTuneConfig(**_run_seed(cfg, model_name, ft)),
+                                     device=device, progress=progress)
                     lm = load_finetuned(path, device=device)
                     info = lm.extra["finetune"]
                     log(f"[fine-tune] {model_name} on {name}: {info['steps']} steps, dev {info['scores']['dev']}, "
