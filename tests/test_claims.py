@@ -241,3 +241,80 @@ def test_results_load_errors(tmp_path):
         C.Results.load(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="no results tables"):
         C.Results.load(tmp_path)
+
+
+# ---- seeds end to end: a tiny run, every seeded section, the verdicts read the seed tables --------
+
+def test_seeded_sections_write_seed_tables_and_verdicts_read_them(tmp_path, tiny_bert):
+    import yaml
+
+    from redundancy import study as S
+    from test_notebooks import _tiny_run
+
+    cfg = yaml.safe_load(_tiny_run(tmp_path, tiny_bert).read_text())
+    one_seed = S.Study({**cfg, "name": "one"}, progress=False)
+    three = S.Study({**cfg, "name": "three", "seeds": [0, 5, 9]}, progress=False)
+    assert one_seed.seeds == [0] and three.seeds == [0, 5, 9] and three.seed == 0
+    for st in (one_seed, three):
+        S.section_clustering(st, thresholds=[0.0, 0.5])
+        S.section_layers(st)
+        S.section_minimal_sets(st, grid=[0.1, 0.5, 1.0])
+        S.section_ls_ccfs(st, grid=[0.1, 0.5, 1.0])
+    for section, name in (("clustering", "sweep"), ("layers", "layers"), ("minimal_sets", "minimal_sets"),
+                          ("ls_ccfs", "ls_ccfs")):
+        first = pd.read_csv(one_seed.results / section / f"{name}.csv")
+        # the first seed's table is the single-seed run's, byte for byte
+        assert (three.results / section / f"{name}.csv").read_bytes() == (one_seed.results / section / f"{name}.csv").read_bytes()
+        assert not (one_seed.results / section / f"{name}_seeds.csv").exists()
+        seeded = pd.read_csv(three.results / section / f"{name}_seeds.csv")
+        assert sorted(seeded.seed.unique()) == [0, 5, 9] and len(seeded) == 3 * len(first)
+        pd.testing.assert_frame_equal(seeded[seeded.seed == 0].drop(columns="seed").reset_index(drop=True), first,
+                                      check_dtype=False)
+    # seeds change the probes: the oracle's dev score differs between some seeds
+    lay = pd.read_csv(three.results / "layers" / "layers_seeds.csv")
+    assert lay[lay.layer == "oracle"].groupby(["model", "task"]).dev.nunique().max() > 1
+    res = C.Results.load(three.results)
+    (v,) = C.task_specific_92(res)
+    assert v.ours.seeds == (0, 5, 9) and v.ours.has_interval and "3 seeds" in v.ours.how
+    with pytest.raises(ValueError, match="distinct integers"):
+        S.Study({**cfg, "seeds": [1, 1]})
+
+
+def test_paper_inconsistencies_are_recomputed_from_its_tables():
+    from redundancy.paper.inconsistencies import inconsistencies, table3_header, table6_average, table6_xlnet_average
+
+    x = table6_xlnet_average()
+    assert x[0.3]["printed"] == x[0.3]["labeling"] == pytest.approx(3640.75)   # the printed row = labeling only
+    assert x[0.7]["printed"] == x[0.7]["labeling"] == pytest.approx(830)
+    assert round(x[0.3]["all"]) == 5194 and round(x[0.7]["all"]) == 1514 and x[0.7]["n_tasks"] == 11
+    assert x["reduction_all_0.7"] == pytest.approx(1 - 1514.4545 / 9984, abs=1e-4)
+    assert x["accuracy_printed"] == pytest.approx(x["accuracy_all"], abs=5e-4)  # accuracy: every task
+    t = table3_header()
+    assert t["first_pair_bert_oracle"] == pytest.approx(t["table9_labeling_mean"], abs=5e-4)
+    avg = table6_average()
+    bert = avg[(avg.model == "BERT") & (avg.threshold.round(2) == 0.7)]
+    assert bert.neurons.iloc[0] == pytest.approx(1488, abs=1)   # BERT's printed average is the all-task mean
+    assert (avg[avg.threshold == 0].fraction_kept == 1).all()
+    inc = inconsistencies()
+    assert len(inc) >= 6 and inc["its own numbers give"].str.len().min() > 20
+    assert "5,194" in inc.iloc[0]["its own numbers give"] and "85% removed" in inc.iloc[0]["its own numbers give"]
+
+
+def test_of_study_and_outcome_text(tmp_path):
+    class FakeStudy:
+        results = tmp_path
+        cfg = {"models": ["m"], "finetune": {"epochs": 3, "batch_size": 8}}
+        tasks = ["a"]
+
+        def kind(self, t):
+            return "token"
+
+    (tmp_path / "minimal_sets").mkdir()
+    pd.DataFrame({"model": ["m"], "task": ["a"], "neurons": [5], "n_neurons": [100], "delta": [0.03]}).to_csv(
+        tmp_path / "minimal_sets" / "minimal_sets.csv", index=False)
+    res = C.Results.of_study(FakeStudy(), ["minimal_sets/minimal_sets"])
+    assert res.kinds == {"a": "token"} and res.budget["m"].startswith("3 epochs over the whole")
+    v = C.task_specific_92(res)
+    assert C.outcome_text(v) == "holds for m"
+    with pytest.raises(FileNotFoundError, match="run the section"):
+        C.Results.of_study(FakeStudy(), ["layers/layers"])

@@ -33,7 +33,7 @@ from .tasks import SPLITS, TASKS, load_task
 from .utils import PeakSampler, write_json_atomic
 
 KNOWN_KEYS = {"name", "models", "tasks", "device", "aggregation", "dtype", "splits", "truncate",
-              "results_dir", "max_batch_tokens", "finetune", "finetune_seeds", "seed"}
+              "results_dir", "max_batch_tokens", "finetune", "finetune_seeds", "seed", "seeds"}
 
 
 def load_config(path) -> dict:
@@ -58,6 +58,12 @@ def load_config(path) -> dict:
     for s in cfg.get("splits", SPLITS):
         if s not in SPLITS:
             raise ValueError(f"{path}: unknown split {s!r}; splits are {SPLITS}")
+    probe_seeds = cfg.get("seeds")
+    if probe_seeds is not None and (not isinstance(probe_seeds, list) or not probe_seeds or len(set(map(str, probe_seeds)))
+                                    != len(probe_seeds) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                                   for x in probe_seeds)):
+        raise ValueError(f"{path}: 'seeds' (the probe seeds) must be a non-empty list of distinct integers, "
+                         f"e.g. [0, 1, 2, 3, 4]; got {probe_seeds!r}")
     seeds = cfg.get("finetune_seeds")
     if seeds is not None:
         if not isinstance(seeds, dict) or any(

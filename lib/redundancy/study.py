@@ -9,6 +9,14 @@ returns tidy DataFrames; the notebooks only load, draw and glue.
 
 Nothing here assumes one model or one task: every table has ``model`` and ``task``
 columns, and every random step takes the study's ``seed``.
+
+Seeds. A run may name several probe ``seeds`` (its config's ``seeds``; the first is
+``seed``). Every probe-based section then runs once per seed: each seed changes the probes'
+initialisation, their batch order and the random representative of each cluster. The
+first seed's tables are written as before (``sweep.csv``); every seed's rows, with a
+``seed`` column, go to ``<table>_seeds.csv`` beside them, which the verdicts read
+(:mod:`redundancy.paper.claims`). Probes are cached per seed, so adding a seed only adds
+its own work.
 """
 
 from __future__ import annotations
@@ -46,12 +54,16 @@ class Study:
         Subsets of the configuration's models and tasks (default: all).
     seed : int, optional
         Seed of every probe and clustering pick (default: the config's ``seed`` or 0).
+    seeds : list of int, optional
+        Probe seeds of the seeded sections (default: the config's ``seeds``, else ``[seed]``);
+        ``seed`` is their first.
     device : str, optional
         Overrides the config's device.
     progress : bool, default True
     """
 
-    def __init__(self, config, models=None, tasks=None, seed=None, device=None, progress=True, log=print):
+    def __init__(self, config, models=None, tasks=None, seed=None, device=None, progress=True, log=print,
+                 seeds=None):
         cfg = load_config(config) if not isinstance(config, dict) else dict(config)
         cfg.setdefault("name", "run")
         if isinstance(cfg.get("tasks"), list):
@@ -70,6 +82,18 @@ class Study:
             cfg["device"] = device
         self.cfg = cfg
         self.seed = int(cfg.get("seed", 0) if seed is None else seed)
+        seeds = cfg.get("seeds") if seeds is None else seeds
+        if seeds is None or (seed is not None and not seeds):
+            seeds = [self.seed]
+        try:
+            seeds = [int(x) for x in seeds]
+        except (TypeError, ValueError):
+            raise ValueError(f"seeds must be a list of integers, got {seeds!r}") from None
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
+        if seed is not None and seeds[0] != self.seed:
+            seeds = [self.seed] + [x for x in seeds if x != self.seed]
+        self.seed, self.seeds = seeds[0], seeds
         self.progress = progress
         self.log = log
         self._index = None
@@ -108,6 +132,15 @@ class Study:
         path = self.section_dir(section) / f"{name}.json"
         write_json_atomic(path, obj)
         return path
+
+    def save_seeds(self, frames: dict, section: str, name: str) -> pd.DataFrame | None:
+        """Write every seed's rows (``{seed: DataFrame}``, a ``seed`` column added) to
+        ``<section>/<name>_seeds.csv`` when the study has more than one seed."""
+        if len(frames) < 2:
+            return None
+        df = pd.concat([f.assign(seed=s) for s, f in frames.items()], ignore_index=True)
+        self.save(df, section, f"{name}_seeds")
+        return df
 
     def load(self, section: str, name: str) -> pd.DataFrame:
         return pd.read_csv(self.results / section / f"{name}.csv")
@@ -149,10 +182,12 @@ class Study:
     def token_tasks(self) -> list[str]:
         return [t for t in self.tasks if self.kind(t) == "token"]
 
-    def evaluator(self, model: str, task: str, progress=None) -> ProbeEvaluator:
-        """Train/dev/test probes for one model x task, cached under ``<cache>/probes``."""
+    def evaluator(self, model: str, task: str, progress=None, seed: int | None = None) -> ProbeEvaluator:
+        """Train/dev/test probes for one model x task (``seed``: default the study's first),
+        cached under ``<cache>/probes``."""
         return ProbeEvaluator(self.activations(model, task, "train"), self.activations(model, task, "dev"),
-                              self.activations(model, task, "test"), random_state=self.seed,
+                              self.activations(model, task, "test"),
+                              random_state=self.seed if seed is None else int(seed),
                               cache_dir=cache_dir() / "probes", progress=self.progress if progress is None else progress)
 
     def pairs(self):
@@ -222,26 +257,31 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
     """
     from .clustering import CorrelationClustering, cluster_makeup, layer_of_neuron
 
-    sweep, makeup, costs = [], [], []
+    sweeps, makeup, costs = {seed: [] for seed in study.seeds}, [], []
     for m, t in study.pairs():
-        ev = study.evaluator(m, t)
         tr = study.activations(m, t, "train")
-        t0 = time.perf_counter()
-        cc = CorrelationClustering(threshold=makeup_threshold, random_state=study.seed,
-                                   memory=cache_dir() / "clustering").fit(tr.flat())
-        secs = time.perf_counter() - t0
-        kept = [None if c == 0 else cc.representatives_at(c) for c in thresholds]
-        trained = ev.evaluate_many(kept, [f"{model_label(m)}/{t} c_t={c}" for c in thresholds])
-        for c, r in zip(thresholds, trained):
-            sweep.append({"model": model_label(m), "task": t, "threshold": float(c), "neurons": r.n_neurons,
-                          "fraction_kept": r.n_neurons / ev.n_neurons, "dev": r.dev, "test": r.test,
-                          "metric": ev.metric})
-        costs.append({"model": model_label(m), "task": t, "step": "clustering", "seconds": secs})
-        mk = cluster_makeup(cc.labels_, layer_of_neuron(tr.n_layers, tr.hidden_size))
-        for rec in mk.reset_index().to_dict("records"):
-            makeup.append({"model": model_label(m), "task": t, **rec})
-    sweep, makeup = pd.DataFrame(sweep), pd.DataFrame(makeup)
+        for seed in study.seeds:
+            ev = study.evaluator(m, t, seed=seed)
+            t0 = time.perf_counter()
+            cc = CorrelationClustering(threshold=makeup_threshold, random_state=seed,
+                                       memory=cache_dir() / "clustering").fit(tr.flat())
+            secs = time.perf_counter() - t0
+            kept = [None if c == 0 else cc.representatives_at(c) for c in thresholds]
+            trained = ev.evaluate_many(kept, [f"{model_label(m)}/{t} c_t={c} seed {seed}" for c in thresholds])
+            for c, r in zip(thresholds, trained):
+                sweeps[seed].append({"model": model_label(m), "task": t, "threshold": float(c),
+                                     "neurons": r.n_neurons, "fraction_kept": r.n_neurons / ev.n_neurons,
+                                     "dev": r.dev, "test": r.test, "metric": ev.metric})
+            if seed != study.seed:
+                continue
+            costs.append({"model": model_label(m), "task": t, "step": "clustering", "seconds": secs})
+            mk = cluster_makeup(cc.labels_, layer_of_neuron(tr.n_layers, tr.hidden_size))
+            for rec in mk.reset_index().to_dict("records"):
+                makeup.append({"model": model_label(m), "task": t, **rec})
+    sweeps = {seed: pd.DataFrame(v) for seed, v in sweeps.items()}
+    sweep, makeup = sweeps[study.seed], pd.DataFrame(makeup)
     study.save(sweep, "clustering", "sweep")
+    study.save_seeds(sweeps, "clustering", "sweep")
     study.save(makeup, "clustering", "makeup")
     study.save(pd.DataFrame(costs), "clustering", "costs")
     return sweep, makeup
@@ -252,12 +292,28 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
 
 def section_layers(study: Study, delta: float = 0.01):
     """Table 7 / Figure 4 (per-layer probes vs the oracle) and per-class scores (Figures 7-9)."""
+    tables, per_class = {}, []
+    for seed in study.seeds:
+        tables[seed], pcs = _layers_one_seed(study, seed, delta)
+        if seed == study.seed:
+            per_class = pcs
+    table = tables[study.seed]
+    per_class = pd.concat(per_class, ignore_index=True) if per_class else pd.DataFrame()
+    study.save(table, "layers", "layers")
+    study.save_seeds(tables, "layers", "layers")
+    study.save(per_class, "layers", "per_class")
+    return table, per_class
+
+
+def _layers_one_seed(study: Study, seed: int, delta: float):
+    """One seed's per-layer table and per-class frames (see :func:`section_layers`)."""
     table, per_class = [], []
     for m, t in study.pairs():
-        la = layer_analysis(study.evaluator(m, t), delta=delta, prefixes=True)  # prefixes: for LS (7.1)
+        ev = study.evaluator(m, t, seed=seed)
+        la = layer_analysis(ev, delta=delta, prefixes=True)  # prefixes: for LS (7.1)
         o = la.oracle
         table.append({"model": model_label(m), "task": t, "layer": "oracle", "dev": o.dev, "test": o.test,
-                      "within_dev": True, "within_test": True, "metric": study.evaluator(m, t, False).metric})
+                      "within_dev": True, "within_test": True, "metric": ev.metric})
         for rec in la.table.to_dict("records"):
             table.append({"model": model_label(m), "task": t, "layer": str(rec["layer"]), "dev": rec["dev"],
                           "test": rec["test"], "within_dev": rec["within_dev"], "within_test": rec["within_test"],
@@ -268,11 +324,7 @@ def section_layers(study: Study, delta: float = 0.01):
             pc.insert(0, "model", model_label(m))
             pc["probe"] = pc["probe"].astype(str)
             per_class.append(pc)
-    table = pd.DataFrame(table)
-    per_class = pd.concat(per_class, ignore_index=True) if per_class else pd.DataFrame()
-    study.save(table, "layers", "layers")
-    study.save(per_class, "layers", "per_class")
-    return table, per_class
+    return pd.DataFrame(table), per_class
 
 
 # ----------------------------------------------------------------------------------------
@@ -280,22 +332,28 @@ def section_layers(study: Study, delta: float = 0.01):
 
 def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GRID) -> pd.DataFrame:
     """Tables 1, 2 and 8: the minimal top-ranked neuron set per model x task."""
-    rows, trials = [], []
-    for m, t in study.pairs():
-        ev = study.evaluator(m, t)
-        ms = minimal_neuron_set(ev, delta=delta, grid=grid)
-        rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "n_neurons": ev.n_neurons,
-                     "oracle_dev": ms.reference_dev, "oracle_test": ms.reference_test, "neurons": ms.k,
-                     "percentage": ms.percentage, "dev": ms.dev, "test": ms.test, "found": ms.found,
-                     "delta": delta, "metric": ev.metric})
-        tr = ms.trials.copy()
-        tr.insert(0, "task", t)
-        tr.insert(0, "model", model_label(m))
-        trials.append(tr)
-        study.save_json({"neurons": ms.neurons.tolist(), "ranking": ms.ranking.order.tolist()}, "minimal_sets",
-                        f"neurons_{model_label(m)}_{t}")
-    df = pd.DataFrame(rows)
+    tables, trials = {}, []
+    for seed in study.seeds:
+        rows = []
+        for m, t in study.pairs():
+            ev = study.evaluator(m, t, seed=seed)
+            ms = minimal_neuron_set(ev, delta=delta, grid=grid)
+            rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "n_neurons": ev.n_neurons,
+                         "oracle_dev": ms.reference_dev, "oracle_test": ms.reference_test, "neurons": ms.k,
+                         "percentage": ms.percentage, "dev": ms.dev, "test": ms.test, "found": ms.found,
+                         "delta": delta, "metric": ev.metric})
+            if seed != study.seed:
+                continue
+            tr = ms.trials.copy()
+            tr.insert(0, "task", t)
+            tr.insert(0, "model", model_label(m))
+            trials.append(tr)
+            study.save_json({"neurons": ms.neurons.tolist(), "ranking": ms.ranking.order.tolist()}, "minimal_sets",
+                            f"neurons_{model_label(m)}_{t}")
+        tables[seed] = pd.DataFrame(rows)
+    df = tables[study.seed]
     study.save(df, "minimal_sets", "minimal_sets")
+    study.save_seeds(tables, "minimal_sets", "minimal_sets")
     trials = pd.concat(trials, ignore_index=True)
     study.save(trials.drop(columns=["fit_seconds"], errors="ignore"), "minimal_sets", "trials")
     if "fit_seconds" in trials:
@@ -310,15 +368,19 @@ def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GR
 def section_ls_ccfs(study: Study, delta_ls: float = 0.01, delta_ccfs: float = 0.01, threshold: float = 0.3,
                     grid=PIPELINE_GRID) -> pd.DataFrame:
     """Tables 3, 9 and 10: LayerSelector + CCFS per model x task."""
-    rows = []
-    for m, t in study.pairs():
-        ev = study.evaluator(m, t)
-        rep = ls_ccfs(ev, delta_ls=delta_ls, delta_ccfs=delta_ccfs, threshold=threshold, grid=grid,
-                      random_state=study.seed, memory=cache_dir() / "clustering")
-        rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "metric": ev.metric,
-                     **{k: v for k, v in rep.items() if not k.startswith("_")}})
-    df = pd.DataFrame(rows)
+    tables = {}
+    for seed in study.seeds:
+        rows = []
+        for m, t in study.pairs():
+            ev = study.evaluator(m, t, seed=seed)
+            rep = ls_ccfs(ev, delta_ls=delta_ls, delta_ccfs=delta_ccfs, threshold=threshold, grid=grid,
+                          random_state=seed, memory=cache_dir() / "clustering")
+            rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "metric": ev.metric,
+                         **{k: v for k, v in rep.items() if not k.startswith("_")}})
+        tables[seed] = pd.DataFrame(rows)
+    df = tables[study.seed]
     study.save(df, "ls_ccfs", "ls_ccfs")
+    study.save_seeds(tables, "ls_ccfs", "ls_ccfs")
     return df
 
 

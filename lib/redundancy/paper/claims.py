@@ -48,6 +48,28 @@ class Results:
 
     tables: dict = field(default_factory=dict)
     budget: dict = field(default_factory=dict)   # model -> the fine-tuning budget, in words
+    kinds: dict = field(default_factory=dict)    # task -> "token" or "sentence"
+
+    def __post_init__(self):
+        for t in self.tables.values():  # tables that name each task's kind
+            if {"task", "kind"} <= set(t.columns):
+                for task, kind in zip(t.task, t.kind):
+                    self.kinds.setdefault(task, kind)
+
+    @classmethod
+    def of_study(cls, study, names) -> Results:
+        """The tables ``names`` (``"clustering/sweep"``, ...) of a :class:`~redundancy.study.Study`,
+        each seed's rows where the study had several, with the study's task kinds and budget:
+        what a chapter needs to judge the claims of its own section."""
+        tables = {}
+        for name in names:
+            for n in (name, f"{name}_seeds"):
+                f = study.results / f"{n}.csv"
+                if f.exists():
+                    tables[n] = pd.read_csv(f)
+            if name not in tables:
+                raise FileNotFoundError(f"{study.results / name}.csv not found: run the section that writes it first")
+        return cls(tables, run_budget(study.cfg), {t: study.kind(t) for t in study.tasks})
 
     @classmethod
     def load(cls, folder, budget: dict | None = None) -> Results:
@@ -65,15 +87,17 @@ class Results:
         return cls(tables, dict(budget))
 
     def get(self, name: str) -> pd.DataFrame | None:
-        t = self.tables.get(name)
+        """A table with a ``seed`` column: every seed's rows (``<name>_seeds``) where the run had
+        several, else the one table as seed 0."""
+        t = self.tables.get(f"{name}_seeds", self.tables.get(name))
         if t is None:
             return None
         return t if "seed" in t.columns else t.assign(seed=0)
 
     def models(self) -> list[str]:
         seen = []
-        for t in self.tables.values():
-            if "model" in t.columns:
+        for name, t in self.tables.items():
+            if "model" in t.columns and not name.startswith("timing/"):
                 seen += [m for m in t.model.unique() if m not in seen]
         return seen
 
@@ -255,8 +279,7 @@ def neighbouring_94(res: Results, kinds=("token",)) -> list[Verdict]:
     crit = ("share of multi-neuron clusters (c_t = 0.3) within one or two neighbouring layers, mean over "
             f"{'/'.join(kinds)} tasks, >= 94%; >= 50%: direction only")
     makeup = res.get("clustering/makeup")
-    kind = res.get("ls_ccfs/ls_ccfs")
-    kinds_of = {} if kind is None else dict(zip(kind.task, kind.kind))
+    kinds_of = res.kinds
     out = []
     for model in res.models():
         rows = None if makeup is None else makeup[(makeup.model == model)
@@ -308,11 +331,10 @@ def layers_token_sentence(res: Results) -> list[Verdict]:
     crit = (f"mean share of layers within 1% of the oracle (test), token tasks minus sentence tasks: > 0 (direction), "
             f">= {size:.3f} (XLNet's difference in Table 7) in size")
     lay = res.get("layers/layers")
-    lc = res.get("ls_ccfs/ls_ccfs")
+    kinds = res.kinds
     out = []
     for model in res.models():
         rows = None if lay is None else lay[(lay.model == model) & (lay.layer.astype(str) != "oracle")]
-        kinds = {} if lc is None else dict(zip(lc.task, lc.kind))
         if rows is None or not len(rows) or len({kinds.get(t) for t in rows.task} & {"token", "sentence"}) < 2:
             out.append(_untestable(cid, claim, paper, "Table 7, §6.1", crit, model,
                                    "needs layer probes on both token and sentence tasks"))
@@ -496,6 +518,12 @@ CLAIMS = (adjacent_layers, general_85, neighbouring_94, layers_token_sentence, t
 def judge(res: Results) -> list[Verdict]:
     """Every claim's verdicts on ``res``."""
     return [v for fn in CLAIMS for v in fn(res)]
+
+
+def outcome_text(verdicts) -> str:
+    """The outcomes of one claim's verdicts in a few words, per model: 'holds for mpnet;
+    does not hold for minilm'."""
+    return "; ".join(f"{v.outcome} for {v.model}" for v in verdicts) or "not judged"
 
 
 def verdict_text(verdicts) -> str:
