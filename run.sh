@@ -46,6 +46,8 @@ case "$cmd" in
     # later session and it continues), published to data/paper-scale/ for the book
     ensure_env
     "$VENV/bin/python" -m redundancy fetch --models minilm mpnet
+    # every sentence-task fine-tune of every finetune_seeds entry (the run's own seed first)
+    "$VENV/bin/python" -m redundancy finetune --config configs/paper-scale.yml
     "$VENV/bin/python" -m redundancy run --config configs/paper-scale.yml
     "$VENV/bin/python" -m redundancy notebooks --config configs/paper-scale.yml \
       --output data/results/paper-scale/executed --only 01 02 03 04 05 06 07

@@ -318,3 +318,16 @@ def test_of_study_and_outcome_text(tmp_path):
     assert C.outcome_text(v) == "holds for m"
     with pytest.raises(FileNotFoundError, match="run the section"):
         C.Results.of_study(FakeStudy(), ["layers/layers"])
+
+
+def test_compare_verdicts_and_budget_table():
+    small = ls_rows("m", [("a", "token", 100, 0.99, 1), ("s", "sentence", 300, 0.90, 5)], n=1000)
+    paper = ls_rows("m", [("a", "token", 100, 0.99, 1), ("s", "sentence", 50, 0.99, 5)], n=1000)
+    ra, rb = results(ls_ccfs__ls_ccfs=small), results(ls_ccfs__ls_ccfs=paper)
+    cmp = C.compare_verdicts(C.ccfs_97_10(ra), C.ccfs_97_10(rb))
+    assert cmp.loc[0, "before"] == FAILS and cmp.loc[0, "after"] == HOLDS and bool(cmp.loc[0, "changed"])
+    small = small.assign(ls_layers=[2, 6]); paper = paper.assign(ls_layers=[2, 3])
+    bt = C.budget_table(results(ls_ccfs__ls_ccfs=small), results(ls_ccfs__ls_ccfs=paper))
+    assert list(bt.task) == ["s"]  # sentence tasks only
+    assert bt.loc[0, "small budget: ccfs_neurons"] == 300 and bt.loc[0, "paper's recipe: ccfs_neurons"] == 50
+    assert bt.loc[0, "paper's recipe: ls_layers"] == 3

@@ -66,8 +66,9 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_bert, monkeypatch):
     # results are written as data, keyed by the run
     res = tmp_path / "results" / "tiny-book"
     for f in ("cka/cka.csv", "clustering/sweep.csv", "layers/layers.csv", "minimal_sets/minimal_sets.csv",
-              "ls_ccfs/ls_ccfs.csv", "timing/forward.csv", "claims/cka.json"):
+              "ls_ccfs/ls_ccfs.csv", "timing/forward.csv", "minimal_sets/minimal_sets_99.csv"):
         assert (res / f).exists(), f
+    assert not (res / "claims").exists()  # no notebook writes verdicts for another to read
     # unchanged inputs: everything is skipped
     again = run_notebooks(config, executed, params=params, log=lambda *a: None)
     assert set(again.values()) == {"skipped"}
@@ -82,6 +83,10 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_bert, monkeypatch):
     assert all(v["wall_time_s"] > 0 and v["peak_rss_mib"] > 0 for v in prov["notebooks"].values())
     assert (pub / "results" / "layers" / "layers.csv").read_bytes() == (res / "layers" / "layers.csv").read_bytes()
     assert not list((pub / "results").rglob("*.ipynb")) and not (pub / "results" / "activations.json").exists()
+    # publishing judges every claim with the library and keeps the records per model
+    records = json.loads((pub / "results" / "claims" / "verdicts.json").read_text())
+    assert {r["claim_id"] for r in records} >= {"task_specific_92", "ccfs_97_10", "layers_token_sentence"}
+    assert all({"criterion", "paper_value", "ours", "ours_low", "margin", "outcome", "seeds"} <= set(r) for r in records)
     shown = run_notebooks(config, executed, only=["08", "10"], params={"published": str(pub)}, force=True,
                           log=logs.append)
     assert set(shown.values()) == {"ran"}, "\n".join(logs)

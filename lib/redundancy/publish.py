@@ -134,7 +134,7 @@ def publish(config, dest=None, log=print, note: str | None = None) -> Path:
         rel = f.relative_to(src)
         if (f.is_file() and f.suffix in (".csv", ".json") and ".tmp-" not in f.name
                 and not any(part.startswith(".") or part == "executed" for part in rel.parts)
-                and f.name not in ("activations.json", "notebooks.json")):
+                and f.name not in ("activations.json", "notebooks.json") and rel.parts[0] != "claims"):
             target = out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
@@ -153,9 +153,22 @@ def publish(config, dest=None, log=print, note: str | None = None) -> Path:
             "pairs": sorted({(e["model"], e["task"]) for e in index.get("entries", [])})}
     if note:
         prov["note"] = str(note)
+    n_verdicts = write_verdicts(out, cfg)
     write_json_atomic(dest / "provenance.json", prov)
+    log(f"[publish] {n_verdicts} verdicts -> {out / 'claims' / 'verdicts.json'}")
     log(f"[publish] {n} result files of run {cfg['name']!r} -> {out}; provenance: {dest / 'provenance.json'}")
     return dest
+
+
+def write_verdicts(results, cfg: dict) -> int:
+    """Judge every claim of the paper on a results folder and write the records (claim,
+    criterion, paper value and source, ours per model with its interval and seeds, margin,
+    outcome) to ``<results>/claims/verdicts.json``; returns how many."""
+    from .paper.claims import Results, judge, run_budget
+
+    verdicts = judge(Results.load(results, budget=run_budget(cfg)))
+    write_json_atomic(Path(results) / "claims" / "verdicts.json", [v.record() for v in verdicts])
+    return len(verdicts)
 
 
 def summary(prov: dict) -> dict:

@@ -330,8 +330,13 @@ def _layers_one_seed(study: Study, seed: int, delta: float):
 # ----------------------------------------------------------------------------------------
 # section 6.2: minimal sets
 
-def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GRID) -> pd.DataFrame:
-    """Tables 1, 2 and 8: the minimal top-ranked neuron set per model x task."""
+def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GRID,
+                         name: str = "minimal_sets") -> pd.DataFrame:
+    """Tables 1, 2 and 8: the minimal top-ranked neuron set per model x task.
+
+    ``name`` is the table's name; a name other than the default (a sensitivity run at another
+    ``delta``) writes only that table (and its seeds), not the trials and neuron lists."""
+    main = name == "minimal_sets"
     tables, trials = {}, []
     for seed in study.seeds:
         rows = []
@@ -342,7 +347,7 @@ def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GR
                          "oracle_dev": ms.reference_dev, "oracle_test": ms.reference_test, "neurons": ms.k,
                          "percentage": ms.percentage, "dev": ms.dev, "test": ms.test, "found": ms.found,
                          "delta": delta, "metric": ev.metric})
-            if seed != study.seed:
+            if seed != study.seed or not main:
                 continue
             tr = ms.trials.copy()
             tr.insert(0, "task", t)
@@ -352,8 +357,10 @@ def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GR
                             f"neurons_{model_label(m)}_{t}")
         tables[seed] = pd.DataFrame(rows)
     df = tables[study.seed]
-    study.save(df, "minimal_sets", "minimal_sets")
-    study.save_seeds(tables, "minimal_sets", "minimal_sets")
+    study.save(df, "minimal_sets", name)
+    study.save_seeds(tables, "minimal_sets", name)
+    if not main:
+        return df
     trials = pd.concat(trials, ignore_index=True)
     study.save(trials.drop(columns=["fit_seconds"], errors="ignore"), "minimal_sets", "trials")
     if "fit_seconds" in trials:

@@ -95,11 +95,16 @@ class Results:
         return t if "seed" in t.columns else t.assign(seed=0)
 
     def models(self) -> list[str]:
-        seen = []
+        """The models of the tables, the largest (most neurons) first: the paper-scale answer
+        leads."""
+        seen, size = [], {}
         for name, t in self.tables.items():
             if "model" in t.columns and not name.startswith("timing/"):
                 seen += [m for m in t.model.unique() if m not in seen]
-        return seen
+            for col in ("n_neurons", "oracle_neurons"):
+                if col in t.columns and "model" in t.columns:
+                    size.update(t.groupby("model")[col].max().to_dict())
+        return sorted(seen, key=lambda m: -size.get(m, 0))
 
 
 def run_config(folder) -> dict:
@@ -138,6 +143,26 @@ def run_budget(cfg: dict) -> dict:
 
     words = budget_words(cfg.get("finetune"))
     return {m: f"{words}; fine-tuning seed {finetune_seeds(cfg, m)[0]}" for m in cfg["models"]}
+
+
+#: the embedded models and what they are (``redundancy.models`` aliases)
+EMBEDDED = {"minilm": ("all-MiniLM-L6-v2", 2688), "mpnet": ("all-mpnet-base-v2", 9984)}
+
+
+def run_context(cfg: dict) -> str:
+    """One paragraph for a chapter: which models a run uses and what they are, and the
+    fine-tuning budget of its sentence tasks beside the paper's."""
+    parts = []
+    for m in cfg.get("models", []):
+        if m in EMBEDDED:
+            name, n = EMBEDDED[m]
+            parts.append(f"{m} ({name}, {n:,} neurons: a sentence-embedding fine-tune, not a raw pre-trained model)")
+        else:
+            parts.append(f"{m} (as given)")
+    return (f"Model(s): {'; '.join(parts) or '-'}. The paper probes raw pre-trained BERT-base and XLNet-base "
+            f"(9,984 neurons each). Sentence tasks use the [CLS] vector of a model fine-tuned on the task: here "
+            f"{budget_words(cfg.get('finetune'))}; the paper used run_glue's defaults (3 epochs over all of "
+            "train, batch 8, lr 5e-5).")
 
 
 def _per_seed(df: pd.DataFrame, fn) -> Estimate:
@@ -232,7 +257,8 @@ def general_85(res: Results) -> list[Verdict]:
     avg = p6[(p6.task == "Average") & np.isclose(p6.threshold, 0.7)].set_index("model").neurons
     full = float(p6[(p6.task == "Average") & (p6.threshold == 0)].neurons.iloc[0])
     bert, xlnet = 1 - avg["BERT"] / full, 1 - avg["XLNet"] / full
-    paper = f"{bert:.0%} (BERT), {xlnet:.0%} (XLNet) removed at c_t = 0.7"
+    paper = (f"{bert:.0%} (BERT), {xlnet:.0%} (XLNet; its Average row counts only the labeling tasks) removed at "
+             "c_t = 0.7")
     crit = (f"at c_t = 0.7, mean share of neurons removed >= {bert:.1%} (Table 6, BERT) with the mean test score "
             f">= {1 - LITTLE_LOSS:.0%} of the unclustered one; >= 50% removed without loss: direction only")
     sweep = res.get("clustering/sweep")
@@ -526,6 +552,66 @@ def outcome_text(verdicts) -> str:
     return "; ".join(f"{v.outcome} for {v.model}" for v in verdicts) or "not judged"
 
 
+def _md(x) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def _ours(v: Verdict) -> str:
+    if v.ours is None:
+        return "-"
+    n = len(v.ours.seeds)
+    return v.ours.text("{:.3g}") + (f" ({n} seeds)" if n > 1 else " (1 seed)")
+
+
+def verdict_markdown(verdicts) -> str:
+    """The verdicts as a Markdown table for reading: the claim, the paper's value and where it
+    is, and the criterion once per claim; then per model ours with its interval, the margin,
+    the outcome and the reason."""
+    lines = ["| claim (paper's value; where) | criterion | model | ours [95% interval] | margin | outcome | why |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    last = None
+    for v in verdicts:
+        first = v.claim_id != last
+        last = v.claim_id
+        claim = f"**{_md(v.claim)}** ({_md(v.paper_value)}; {_md(v.source)})" if first else ""
+        crit = _md(v.criterion) if first else ""
+        margin = "-" if v.margin is None else f"{v.margin:+.3g}"
+        lines.append(f"| {claim} | {crit} | {_md(v.model)} | {_ours(v)} | {margin} | **{v.outcome}** | {_md(v.reason)} |")
+    return "\n".join(lines)
+
+
+def outcome_counts(verdicts) -> str:
+    """'mpnet: 4 hold, 1 holds in direction only, 2 do not hold; minilm: ...' (models in order of
+    appearance; the claims judged for all models together are left out)."""
+    plural = {"holds": "hold", "holds in direction only": "hold in direction only", "does not hold": "do not hold",
+              "inconclusive": "inconclusive", "not testable here": "not testable here"}
+    by = {}
+    for v in verdicts:
+        if v.model != "all models":
+            by.setdefault(v.model, []).append(v.outcome)
+    parts = []
+    for m, outs in by.items():
+        counts = [(o, outs.count(o)) for o in plural if outs.count(o)]
+        parts.append(f"{m}: " + ", ".join(f"{n} {o if n == 1 else plural[o]}" for o, n in counts))
+    return "; ".join(parts) or "no verdicts"
+
+
+def verdict_prose(verdicts) -> str:
+    """The verdicts as paragraphs (Markdown): per claim, the paper's words, value and source, the
+    rule, and each model's outcome with its number, interval and margin."""
+    out, groups = [], {}
+    for v in verdicts:
+        groups.setdefault(v.claim_id, []).append(v)
+    for vs in groups.values():
+        v0 = vs[0]
+        text = f"**{_md(v0.claim)}** (the paper: {_md(v0.paper_value)}; {_md(v0.source)}). Rule: {_md(v0.criterion)}."
+        for v in vs:
+            num = "" if v.ours is None else f" Ours: {_ours(v)}" + ("" if v.margin is None else f", margin {v.margin:+.3g}")
+            text += f" *{_md(v.model)}*: **{v.outcome}**: {_md(v.reason)}." + (num + "." if num else "")
+        out.append(text)
+    return "\n\n".join(out)
+
+
 def verdict_text(verdicts) -> str:
     """The verdicts for a terminal: one block per claim and model."""
     lines = []
@@ -551,4 +637,46 @@ def verdict_table(verdicts) -> pd.DataFrame:
                      "seeds": "-" if v.ours is None else len(v.ours.seeds),
                      "margin": "-" if v.margin is None else f"{v.margin:+.3g}", "outcome": v.outcome,
                      "reasoning": v.reason})
+    return pd.DataFrame(rows)
+
+
+def compare_verdicts(a, b, labels=("before", "after")) -> pd.DataFrame:
+    """Two sets of verdicts side by side (claim, model, outcome under each, changed): which
+    verdicts a change of budget, seeds or data moves."""
+    key = lambda v: (v.claim_id, v.model)  # noqa: E731
+    A, B = {key(v): v for v in a}, {key(v): v for v in b}
+    rows = []
+    for k in list(dict.fromkeys([*A, *B])):
+        va, vb = A.get(k), B.get(k)
+        v = va or vb
+        rows.append({"claim": v.claim, "model": v.model,
+                     labels[0]: va.outcome if va else "-", f"{labels[0]}: ours": _ours(va) if va else "-",
+                     labels[1]: vb.outcome if vb else "-", f"{labels[1]}: ours": _ours(vb) if vb else "-",
+                     "changed": (va.outcome if va else None) != (vb.outcome if vb else None)})
+    return pd.DataFrame(rows)
+
+
+def budget_table(a: Results, b: Results, labels=("small budget", "paper's recipe")) -> pd.DataFrame:
+    """Every sentence task under two fine-tuning budgets side by side, per model: the oracle's
+    test score, the LayerSelector layers, the minimal set and the CCFS set (mean over seeds)."""
+    def numbers(res):
+        out = {}
+        for name, cols in (("ls_ccfs/ls_ccfs", ["oracle_test", "ls_layers", "ccfs_neurons", "ccfs_test"]),
+                           ("minimal_sets/minimal_sets", ["neurons"])):
+            t = res.get(name)
+            if t is None:
+                continue
+            t = t[t.task.map(res.kinds) == "sentence"]
+            for (m, task), g in t.groupby(["model", "task"]):
+                out.setdefault((m, task), {}).update({c: float(g[c].mean()) for c in cols})
+        return out
+
+    A, B = numbers(a), numbers(b)
+    rows = []
+    for k in sorted(set(A) | set(B)):
+        r = {"model": k[0], "task": k[1]}
+        for lab, src in zip(labels, (A, B)):
+            for c, v in src.get(k, {}).items():
+                r[f"{lab}: {c.replace('neurons', 'minimal k') if c == 'neurons' else c}"] = v
+        rows.append(r)
     return pd.DataFrame(rows)
