@@ -278,6 +278,10 @@ def test_seeded_sections_write_seed_tables_and_verdicts_read_them(tmp_path, tiny
     assert v.ours.seeds == (0, 5, 9) and v.ours.has_interval and "3 seeds" in v.ours.how
     with pytest.raises(ValueError, match="distinct integers"):
         S.Study({**cfg, "seeds": [1, 1]})
+    # standardized probes: a sensitivity run beside the run's own results, never over them
+    z = S.Study({**cfg, "name": "three", "seeds": [0, 5, 9]}, progress=False, standardize=True)
+    assert z.name == "three-standardized" and z.evaluator(*z.pairs()[0]).standardize
+    assert not three.evaluator(*three.pairs()[0]).standardize
 
 
 def test_paper_inconsistencies_are_recomputed_from_its_tables():

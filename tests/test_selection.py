@@ -297,3 +297,32 @@ def test_layer_analysis_with_prefixes_fills_the_cache_for_layer_selector(tmp_pat
     layer_selector(ev, full_curve=True)
     incremental_layer_analysis(ev)
     assert ev.n_fits == fits
+
+
+def test_standardized_probe_equals_a_probe_on_sklearn_scaled_features(tmp_path):
+    """standardize=True is StandardScaler fitted on train, applied to every split; the cache
+    keeps the two kinds of probe apart."""
+    from sklearn.preprocessing import StandardScaler
+
+    from redundancy.selection import ProbeEvaluator
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 12)).astype(np.float32) * np.linspace(1e-3, 3, 12, dtype=np.float32) + 5
+    X[:, 3] = 2.0  # a constant neuron: centred, not divided by zero
+    y = (X[:, 0] * 1000 + X[:, 5] > 5000 + 5).astype(np.int64)
+    tr, dv, te = slice(0, 200), slice(200, 250), slice(250, 300)
+    sc = StandardScaler().fit(X[tr])
+    Z = sc.transform(X).astype(np.float32)
+    ours = ProbeEvaluator((X[tr], y[tr]), (X[dv], y[dv]), (X[te], y[te]), standardize=True, random_state=3)
+    ref = ProbeEvaluator((Z[tr], y[tr]), (Z[dv], y[dv]), (Z[te], y[te]), random_state=3)
+    np.testing.assert_allclose(ours.standardization["mean"], sc.mean_, rtol=1e-6)
+    np.testing.assert_allclose(ours.standardization["std"], np.sqrt(sc.var_), rtol=1e-5, atol=1e-9)
+    a, b = ours.oracle(), ref.oracle()
+    assert a.dev == pytest.approx(b.dev) and a.test == pytest.approx(b.test)
+    np.testing.assert_allclose(a.coef, b.coef, atol=1e-4)
+    # cached apart: the same data with and without standardization give two entries
+    raw = ProbeEvaluator((X[tr], y[tr]), (X[dv], y[dv]), (X[te], y[te]), cache_dir=tmp_path, data_key="d")
+    std = ProbeEvaluator((X[tr], y[tr]), (X[dv], y[dv]), (X[te], y[te]), cache_dir=tmp_path, data_key="d",
+                         standardize=True)
+    raw.oracle(), std.oracle()
+    assert raw.n_fits == 1 and std.n_fits == 1 and len(list(tmp_path.glob("*.npz"))) == 2

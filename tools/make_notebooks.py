@@ -19,6 +19,8 @@ COMMON_PARAMS = '''config = "../configs/default.yml"  # a run of models x tasks,
 models = None   # a subset of the run models as a list; None uses all
 tasks = None    # a subset of the run tasks as a list; None uses all
 seed = 0        # seeds every probe and every random pick
+seeds = None    # probe seeds for intervals, a list (None: the config's `seeds`); the first is `seed`
+standardize = None  # True: z-score every neuron before probing, results under <run>-standardized (None: the config's)
 device = "cpu"  # cuda to extract on a GPU'''
 
 SETUP = '''import numpy as np, pandas as pd, matplotlib.pyplot as plt, seaborn as sns
@@ -30,7 +32,8 @@ from redundancy.paper import claims as C
 import transformers; transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
 plot_style()
 pd.set_option("display.precision", 3)
-study = Study(config, models=models, tasks=tasks, seed=seed, device=device, progress=False)
+study = Study(config, models=models, tasks=tasks, seed=seed, seeds=seeds, standardize=standardize, device=device,
+              progress=False)
 import warnings
 with warnings.catch_warnings():  # data notes (e.g. test labels unseen in train) are in the data chapter
     warnings.simplefilter("ignore", UserWarning)
@@ -179,14 +182,15 @@ tells whether redundant neurons sit in the same or in neighbouring layers (Figur
 makeup_threshold = 0.3''', [
     code('''sweep, makeup = S.section_clustering(study, thresholds=thresholds, makeup_threshold=makeup_threshold)
 avg = sweep.groupby(["model", "threshold"], as_index=False)[["fraction_kept", "test"]].mean()
-p6 = paper_table("table6_clustering"); p6 = p6[p6.task == "Average"].copy(); p6["fraction_kept"] = p6.neurons / 9984
+from redundancy.paper.inconsistencies import table6_average
+p6 = table6_average()  # the mean over all 11 tasks (XLNet's printed Average row counts its neurons over 4 only)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for m, g in avg.groupby("model"):
     axes[0].plot(g.threshold, g.fraction_kept, "o-", label=f"{m} (ours)")
     axes[1].plot(g.threshold, g.test, "o-", label=f"{m} (ours)")
 for m, g in p6.groupby("model"):
-    axes[0].plot(g.threshold, g.fraction_kept, "s--", alpha=.6, label=f"{m} (paper, Table 6)")
-    axes[1].plot(g.threshold, g.accuracy, "s--", alpha=.6, label=f"{m} (paper, Table 6)")
+    axes[0].plot(g.threshold, g.fraction_kept, "s--", alpha=.6, label=f"{m} (paper, Table 6, all 11 tasks)")
+    axes[1].plot(g.threshold, g.accuracy, "s--", alpha=.6, label=f"{m} (paper, Table 6, all 11 tasks)")
 axes[0].set(xlabel="clustering threshold c_t", ylabel="fraction of neurons kept", title="Neurons kept (average over tasks)")
 axes[1].set(xlabel="clustering threshold c_t", ylabel="test score", title="Probe score on kept neurons (average)")
 axes[0].legend(fontsize=8); plt.show()''', ["hide-input"]),
@@ -340,6 +344,7 @@ for r in ms.itertuples():
         q = p8[(p8.model == pm) & (p8.task == ANALOGUE.get(r.task, "-"))]
         rows.append({"ours": f"{r.model} / {r.task}", "oracle (test)": r.oracle_test, "neurons": r.neurons,
                      "% of all": r.share_of_neurons, "reduced (test)": r.test,
+                     "reduced: 95% interval over test items": f"[{r.test_low:.3f}, {r.test_high:.3f}]",
                      "paper": f"{pm} / {q.task.iloc[0]}" if len(q) else "no analogue",
                      "paper oracle": q.oracle.iloc[0] if len(q) else np.nan,
                      "paper neurons (of 9,984)": q.neurons.iloc[0] if len(q) else np.nan,
@@ -388,8 +393,10 @@ threshold = 0.3''', [
     code(ANALOGUE, ["hide-input"]),
     code('''lc = S.section_ls_ccfs(study, delta_ls=delta_ls, delta_ccfs=delta_ccfs, threshold=threshold)
 cols = ["model", "task", "oracle_test", "oracle_neurons", "ls_layers", "ls_test", "ls_neurons", "cc_neurons",
-        "ccfs_neurons", "ccfs_test", "reduction"]
-display(lc[cols].style.format({c: "{:.3f}" for c in ("oracle_test", "ls_test", "ccfs_test")} | {"reduction": "{:.1%}"}))
+        "ccfs_neurons", "ccfs_test", "ccfs_test_interval", "reduction"]
+lc_show = lc.assign(ccfs_test_interval=[f"[{a:.3f}, {b:.3f}]" for a, b in zip(lc.ccfs_test_low, lc.ccfs_test_high)])
+display(lc_show[cols].rename(columns={"ccfs_test_interval": "CCFS test: 95% interval over test items"}).style.format(
+    {c: "{:.3f}" for c in ("oracle_test", "ls_test", "ccfs_test")} | {"reduction": "{:.1%}"}).hide(axis="index"))
 avg = lc.groupby("kind")[["oracle_test", "ls_test", "ccfs_test", "reduction", "ls_layers", "ccfs_neurons"]].mean()
 glue("ls_red_mean", float(lc.reduction.mean())); glue("ls_keep_mean", float((lc.ccfs_test / lc.oracle_test).mean()))
 few = lc[(lc.ccfs_neurons < 100) & (lc.ccfs_test >= 0.97 * lc.oracle_test)]
@@ -803,9 +810,10 @@ REPRO_COMPARE = [
     display(pd.DataFrame(rows))''', ["hide-input"]),
     md("## Table 6 and Figure 2: correlation clustering"),
     code('''if have("clustering", "sweep.csv"):
-    sw = pd.read_csv(R / "clustering" / "sweep.csv"); p6 = paper_table("table6_clustering")
+    from redundancy.paper.inconsistencies import table6_average
+    sw = pd.read_csv(R / "clustering" / "sweep.csv"); p6 = table6_average()  # every task (see "Where the paper contradicts itself")
     ours = sw.groupby(["model", "threshold"]).agg(kept=("fraction_kept", "mean"), score=("test", "mean")).reset_index()
-    paper = p6[p6.task == "Average"].assign(kept=lambda d: d.neurons / 9984).rename(columns={"accuracy": "score"})
+    paper = p6.rename(columns={"fraction_kept": "kept", "accuracy": "score"})
     both = pd.concat([ours.assign(side="ours: " + ours.model), paper.assign(side="paper: " + paper.model)])
     display(both.pivot_table(index="threshold", columns="side", values=["kept", "score"]).round(3))''', ["hide-input"]),
     md("## Table 7 and Figure 4: redundant layers per task (within 1% of the oracle)"),
@@ -1014,13 +1022,13 @@ if len(NB):
                                   xlabel="layer", ylabel="layer")
     plt.show()
 if have("clustering", "sweep.csv"):
-    sw = pd.read_csv(R / "clustering" / "sweep.csv"); p6 = paper_table("table6_clustering")
-    p6 = p6[p6.task == "Average"].assign(fraction_kept=lambda d: d.neurons / 9984)
+    from redundancy.paper.inconsistencies import table6_average
+    sw = pd.read_csv(R / "clustering" / "sweep.csv"); p6 = table6_average()  # the mean over all 11 tasks
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for (m, t), g in sw.groupby(["model", "task"]):
         ax.plot(g.threshold, g.fraction_kept, marker="o", lw=1, alpha=0.8, label=f"ours: {m} / {t}")
     for pm, g in p6.groupby("model"):
-        ax.plot(g.threshold, g.fraction_kept, "k--" if pm == "BERT" else "k:", lw=2, label=f"paper: {pm} (Table 6, average)")
+        ax.plot(g.threshold, g.fraction_kept, "k--" if pm == "BERT" else "k:", lw=2, label=f"paper: {pm} (Table 6, mean of all 11 tasks)")
     ax.set(xlabel="clustering threshold c_t", ylabel="fraction of neurons kept",
            title="Figure 2 / Table 6 at paper scale: neurons kept per threshold")
     ax.legend(fontsize=7, ncol=2); plt.show()''', ["hide-input"]),

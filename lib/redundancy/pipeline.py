@@ -33,7 +33,7 @@ from .tasks import SPLITS, TASKS, load_task
 from .utils import PeakSampler, write_json_atomic
 
 KNOWN_KEYS = {"name", "models", "tasks", "device", "aggregation", "dtype", "splits", "truncate",
-              "results_dir", "max_batch_tokens", "finetune", "finetune_seeds", "seed", "seeds"}
+              "results_dir", "max_batch_tokens", "finetune", "finetune_seeds", "seed", "seeds", "standardize"}
 
 
 def load_config(path) -> dict:

@@ -150,6 +150,33 @@ def _gather(X: np.ndarray, neurons: np.ndarray | None, chunk_bytes: int = 256 * 
     return read_columns(X, neurons, np.float32, chunk_bytes)  # a mapped file's pages released chunk by chunk
 
 
+def _standardize(splits: list[_Split], chunk_rows: int = 8192) -> tuple[list[_Split], dict]:
+    """Every split's columns z-scored with the first (train) split's per-neuron mean and standard
+    deviation (a constant neuron is centred only), as in-memory float32 arrays; returns the new
+    splits and the statistics."""
+    X = splits[0].X
+    n = X.shape[0]
+    total = np.zeros(X.shape[1])
+    for a in range(0, n, chunk_rows):
+        total += np.asarray(X[a:a + chunk_rows], dtype=np.float64).sum(0)
+    mean = total / n
+    sq = np.zeros(X.shape[1])
+    for a in range(0, n, chunk_rows):
+        sq += ((np.asarray(X[a:a + chunk_rows], dtype=np.float64) - mean) ** 2).sum(0)
+    std = np.sqrt(sq / n)
+    scale = np.where(std > 0, std, 1.0)
+    out = []
+    for sp in splits:
+        if sp is None:
+            out.append(None)
+            continue
+        Z = np.empty(sp.X.shape, dtype=np.float32)
+        for a in range(0, sp.X.shape[0], chunk_rows):
+            Z[a:a + chunk_rows] = (np.asarray(sp.X[a:a + chunk_rows], dtype=np.float64) - mean) / scale
+        out.append(_Split(Z, sp.y, None if sp.key is None else f"{sp.key}+standardized", sp.n_layers, sp.hidden))
+    return out, {"mean": mean, "std": std}
+
+
 def _shared_columns(sets: list[np.ndarray], n_neurons: int):
     """One gather for several neuron sets: ``(union, [take])``, where ``union`` lists the
     neurons to gather once (the longest set first, in its order, then the others' new ones)
@@ -236,16 +263,26 @@ class ProbeEvaluator:
     data_key : str, optional
     progress : bool, default False
         Print one line per trained probe.
+    standardize : bool, default False
+        Z-score every neuron with the training split's mean and standard deviation before
+        probing (the paper does not). Vectors that barely vary (a frozen model's [CLS] in low
+        layers) can otherwise leave a probe with the paper's settings at the majority class.
+        The standardized splits are held in memory (rows x neurons x 4 bytes each).
     """
 
     def __init__(self, train, dev, test=None, *, probe=None, metric=None, random_state=0, n_layers=None,
-                 label_names=None, cache_dir=None, data_key=None, progress=False):
+                 label_names=None, cache_dir=None, data_key=None, progress=False, standardize=False):
         self.train = _as_split(train, "train", n_layers)
         self.dev = _as_split(dev, "dev", n_layers)
         self.test = _as_split(test, "test", n_layers) if test is not None else None
+        self.standardize = bool(standardize)
         for s, name in ((self.dev, "dev"), (self.test, "test")):
             if s is not None and s.X.shape[1] != self.train.X.shape[1]:
                 raise ValueError(f"{name} has {s.X.shape[1]} neurons but train has {self.train.X.shape[1]}")
+        if self.standardize:
+            (self.train, self.dev, self.test), self.standardization = _standardize([self.train, self.dev, self.test])
+            if data_key is not None:
+                data_key = f"{data_key}+standardized"
         self.n_layers, self.hidden = self.train.n_layers, self.train.hidden
         self.n_neurons = self.train.X.shape[1]
         regression = self.train.y.dtype.kind == "f" and not np.all(np.mod(self.train.y, 1) == 0)
@@ -370,6 +407,30 @@ class ProbeEvaluator:
         if key is not None:
             self._save(key, r)
         return r
+
+    def test_interval(self, neurons=None, n_boot: int = 1000, confidence: float = 0.95,
+                      seed: int = 0) -> tuple[float, float]:
+        """95% percentile-bootstrap interval of the test score of the probe on ``neurons`` (the
+        probe as trained, read from the cache when it was; the test items resampled; see
+        :mod:`redundancy.uncertainty`). The predictions are recomputed from the probe's weights
+        and checked against its recorded test score."""
+        from .uncertainty import bootstrap_interval
+
+        if self.test is None:
+            raise ValueError("test_interval needs a test split")
+        r = self.evaluate(neurons)
+        idx = self.check_neurons(neurons)
+        p = clone(self.probe)
+        p.coef_, p.n_features_in_ = r.coef, r.n_neurons
+        if self.regression:
+            p.intercept_ = float(np.ravel(r.intercept)[0])
+        else:
+            p.classes_, p.intercept_ = np.unique(self.train.y), np.ravel(r.intercept)
+        pred = p.predict(_gather(self.test.X, idx))
+        got = scores(self.test.y, pred, label_names=self.label_names, regression=self.regression)[METRICS[self.metric][0]]
+        if not (np.isclose(got, r.test, atol=1e-6) or (np.isnan(got) and np.isnan(r.test))):
+            raise RuntimeError(f"recomputed test {self.metric} {got} differs from the probe's record {r.test}")
+        return bootstrap_interval(self.test.y, pred, self.metric, n_boot, confidence, seed)
 
     def evaluate_many(self, neuron_sets, names=None) -> list[ProbeResult]:
         """:meth:`evaluate` for several neuron sets, the missing ones trained together.

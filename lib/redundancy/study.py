@@ -10,6 +10,10 @@ returns tidy DataFrames; the notebooks only load, draw and glue.
 Nothing here assumes one model or one task: every table has ``model`` and ``task``
 columns, and every random step takes the study's ``seed``.
 
+Intervals. Test scores of the selections (the oracle, the minimal set, the CCFS set) carry
+a 95% percentile-bootstrap interval over test items (``*_low``, ``*_high``;
+:meth:`~redundancy.selection.ProbeEvaluator.test_interval`).
+
 Seeds. A run may name several probe ``seeds`` (its config's ``seeds``; the first is
 ``seed``). Every probe-based section then runs once per seed: each seed changes the probes'
 initialisation, their batch order and the random representative of each cluster. The
@@ -57,13 +61,17 @@ class Study:
     seeds : list of int, optional
         Probe seeds of the seeded sections (default: the config's ``seeds``, else ``[seed]``);
         ``seed`` is their first.
+    standardize : bool, optional
+        Z-score every neuron (train mean and std) before probing (default: the config's
+        ``standardize``, else False: the paper's raw activations). Overriding the config
+        writes the results under ``<run>-standardized`` (or ``<run>-raw``), beside the run's own.
     device : str, optional
         Overrides the config's device.
     progress : bool, default True
     """
 
     def __init__(self, config, models=None, tasks=None, seed=None, device=None, progress=True, log=print,
-                 seeds=None):
+                 seeds=None, standardize=None):
         cfg = load_config(config) if not isinstance(config, dict) else dict(config)
         cfg.setdefault("name", "run")
         if isinstance(cfg.get("tasks"), list):
@@ -80,6 +88,9 @@ class Study:
             cfg["tasks"] = {t: cfg["tasks"][t] for t in tasks}
         if device:
             cfg["device"] = device
+        if standardize is not None and bool(standardize) != bool(cfg.get("standardize", False)):
+            cfg["standardize"] = bool(standardize)
+            cfg["name"] = f"{cfg['name']}-{'standardized' if standardize else 'raw'}"
         self.cfg = cfg
         self.seed = int(cfg.get("seed", 0) if seed is None else seed)
         seeds = cfg.get("seeds") if seeds is None else seeds
@@ -188,6 +199,7 @@ class Study:
         return ProbeEvaluator(self.activations(model, task, "train"), self.activations(model, task, "dev"),
                               self.activations(model, task, "test"),
                               random_state=self.seed if seed is None else int(seed),
+                              standardize=bool(self.cfg.get("standardize", False)),
                               cache_dir=cache_dir() / "probes", progress=self.progress if progress is None else progress)
 
     def pairs(self):
@@ -343,10 +355,11 @@ def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GR
         for m, t in study.pairs():
             ev = study.evaluator(m, t, seed=seed)
             ms = minimal_neuron_set(ev, delta=delta, grid=grid)
+            lo, hi = ev.test_interval(ms.neurons, seed=seed)
             rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "n_neurons": ev.n_neurons,
                          "oracle_dev": ms.reference_dev, "oracle_test": ms.reference_test, "neurons": ms.k,
                          "percentage": ms.percentage, "dev": ms.dev, "test": ms.test, "found": ms.found,
-                         "delta": delta, "metric": ev.metric})
+                         "delta": delta, "metric": ev.metric, "test_low": lo, "test_high": hi})
             if seed != study.seed or not main:
                 continue
             tr = ms.trials.copy()
@@ -382,8 +395,11 @@ def section_ls_ccfs(study: Study, delta_ls: float = 0.01, delta_ccfs: float = 0.
             ev = study.evaluator(m, t, seed=seed)
             rep = ls_ccfs(ev, delta_ls=delta_ls, delta_ccfs=delta_ccfs, threshold=threshold, grid=grid,
                           random_state=seed, memory=cache_dir() / "clustering")
+            lo, hi = ev.test_interval(None, seed=seed)
+            clo, chi = ev.test_interval(rep["_ccfs"].neurons, seed=seed)
             rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "metric": ev.metric,
-                         **{k: v for k, v in rep.items() if not k.startswith("_")}})
+                         **{k: v for k, v in rep.items() if not k.startswith("_")},
+                         "oracle_test_low": lo, "oracle_test_high": hi, "ccfs_test_low": clo, "ccfs_test_high": chi})
         tables[seed] = pd.DataFrame(rows)
     df = tables[study.seed]
     study.save(df, "ls_ccfs", "ls_ccfs")
