@@ -12,6 +12,8 @@ import pytest
 from scipy import stats
 
 from redundancy.paper import claims as C
+
+C_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 from redundancy.paper.verdicts import (DIRECTION, FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE, Estimate, Verdict,
                                        decide_direction, decide_size)
 
@@ -118,8 +120,17 @@ def test_general_85_per_model_boundary_and_loss():
     vs = C.general_85(results(clustering__sweep=sweep))
     assert one(vs, "at_bar").outcome == HOLDS and one(vs, "at_bar").margin == pytest.approx(0, abs=1e-12)
     assert one(vs, "below").outcome == DIRECTION
-    assert one(vs, "lossy").outcome == FAILS and "keeps only" in one(vs, "lossy").reason
+    assert one(vs, "lossy").outcome == FAILS and "up to 0.0% removed" in one(vs, "lossy").reason
+    assert one(vs, "lossy").details["score_kept_at_0.7"] == pytest.approx(0.95)
     assert one(vs, "few").outcome == FAILS
+
+
+def test_general_85_takes_the_largest_lossless_threshold():
+    rows = pd.DataFrame([{"model": "m", "task": "a", "threshold": c, "fraction_kept": f, "test": t}
+                         for c, f, t in ((0.0, 1.0, 0.9), (0.5, 0.4, 0.9), (0.6, 0.2, 0.9 * 0.99), (0.7, 0.1, 0.8))])
+    (v,) = C.general_85(results(clustering__sweep=rows))
+    assert v.ours.value == pytest.approx(0.8) and "c_t = 0.6" in v.reason  # 0.6 keeps exactly 99%: allowed
+    assert v.outcome == DIRECTION and C.lossless_reduction(rows.assign(seed=0)) == (pytest.approx(0.8), 0.6)
 
 
 def test_general_85_interval_straddling_the_bar_is_inconclusive():
@@ -282,6 +293,11 @@ def test_seeded_sections_write_seed_tables_and_verdicts_read_them(tmp_path, tiny
     z = S.Study({**cfg, "name": "three", "seeds": [0, 5, 9]}, progress=False, standardize=True)
     assert z.name == "three-standardized" and z.evaluator(*z.pairs()[0]).standardize
     assert not three.evaluator(*three.pairs()[0]).standardize
+    # a fine-tuning seed of the run: its own results folder and fine-tunes
+    ft = S.Study({**cfg, "name": "three", "finetune_seeds": {cfg["models"][0]: [1, 7]}}, progress=False, finetune_seed=7)
+    assert ft.name == "three-ft7" and ft.cfg["finetune"]["seed"] == 7
+    with pytest.raises(ValueError, match="not among"):
+        S.Study({**cfg, "name": "three"}, finetune_seed=8)
 
 
 def test_paper_inconsistencies_are_recomputed_from_its_tables():
@@ -335,3 +351,14 @@ def test_compare_verdicts_and_budget_table():
     assert list(bt.task) == ["s"]  # sentence tasks only
     assert bt.loc[0, "small budget: ccfs_neurons"] == 300 and bt.loc[0, "paper's recipe: ccfs_neurons"] == 50
     assert bt.loc[0, "paper's recipe: ls_layers"] == 3
+
+
+def test_verdict_html_has_every_claim_in_full_and_escapes():
+    res = C.Results.load(C_ROOT / "data" / "paper-scale" / "results")
+    vs = C.judge(res)
+    page = C.verdict_html(vs)
+    for v in vs:
+        assert v.claim.replace("'", "&#x27;") in page and f"<strong>{v.outcome}</strong>" in page
+    assert page.count("<tr>") == len(vs) + 1 and "table-layout:fixed" in page
+    assert "&lt;" in page or "<=" not in page  # criteria with '<=' are escaped
+    assert C.outcome_counts(vs).startswith("mpnet: ")  # the paper-scale model leads

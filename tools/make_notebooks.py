@@ -21,10 +21,11 @@ tasks = None    # a subset of the run tasks as a list; None uses all
 seed = 0        # seeds every probe and every random pick
 seeds = None    # probe seeds for intervals, a list (None: the config's `seeds`); the first is `seed`
 standardize = None  # True: z-score every neuron before probing, results under <run>-standardized (None: the config's)
+finetune_seed = None  # one of the run's finetune_seeds for the sentence tasks, results under <run>-ft<seed> (None: the first)
 device = "cpu"  # cuda to extract on a GPU'''
 
 SETUP = '''import numpy as np, pandas as pd, matplotlib.pyplot as plt, seaborn as sns
-from IPython.display import display, Markdown
+from IPython.display import display, Markdown, HTML
 from redundancy import study as S
 from redundancy.study import Study
 from redundancy.notebook import glue, paper_table, plot_style, pct
@@ -32,8 +33,8 @@ from redundancy.paper import claims as C
 import transformers; transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
 plot_style()
 pd.set_option("display.precision", 3)
-study = Study(config, models=models, tasks=tasks, seed=seed, seeds=seeds, standardize=standardize, device=device,
-              progress=False)
+study = Study(config, models=models, tasks=tasks, seed=seed, seeds=seeds, standardize=standardize,
+              finetune_seed=finetune_seed, device=device, progress=False)
 import warnings
 with warnings.catch_warnings():  # data notes (e.g. test labels unseen in train) are in the data chapter
     warnings.simplefilter("ignore", UserWarning)
@@ -63,7 +64,7 @@ def code(s, tags=()):
 
 
 LIGHT_SETUP = '''import numpy as np, pandas as pd, matplotlib.pyplot as plt, seaborn as sns
-from IPython.display import display, Markdown
+from IPython.display import display, Markdown, HTML
 from redundancy.notebook import glue, paper_table, plot_style, pct
 from redundancy.paper import claims as C
 plot_style()
@@ -884,18 +885,17 @@ BERT-base and XLNet-base of the paper (no registry reachable here ships those). 
 tasks were fine-tuned with {glue:text}`ps_budget` (the paper: `run_glue`'s defaults, 3 epochs
 over all of train at batch 8). Seeds per number: {glue:text}`ps_seeds`; a number from one seed
 has no interval, and its outcome rests on the point alone.'''),
-    code('''display(Markdown(C.verdict_markdown(ps_V) if ps_V else "No published paper-scale results."))''', ["hide-input"]),
+    code('''display(HTML(C.verdict_html(ps_V)) if ps_V else Markdown("No published paper-scale results."))''', ["hide-input"]),
     md('''**On this run** (the model(s) {glue:text}`run_models`, the task(s) {glue:text}`run_tasks`,
 sentence tasks fine-tuned with {glue:text}`run_budget`): {glue:text}`run_counts`. A verdict is
 about those models and data, which differ from the paper's, not a ruling on the paper.'''),
-    code('''display(Markdown(C.verdict_markdown(run_V)))''', ["hide-input"]),
+    code('''display(HTML(C.verdict_html(run_V)))''', ["hide-input"]),
     md('''## Where the paper contradicts itself
 
 Each line is recomputed from the paper's own tables as transcribed in `data/paper/`
 (`redundancy.paper.inconsistencies`), and says what this reproduction does about it.'''),
-    code('''inc = inconsistencies()
-display(Markdown("| what | where | the paper says | its own numbers give | here |\\n| --- | --- | --- | --- | --- |\\n" + "\\n".join(
-    "| " + " | ".join(str(r[c]).replace("|", "/") for c in inc.columns) + " |" for _, r in inc.iterrows())))''', ["hide-input"]),
+    code('''from redundancy.notebook import html_table
+display(HTML(html_table(inconsistencies(), widths=[14, 16, 22, 30, 18])))''', ["hide-input"]),
     *REPRO_COMPARE,
 ])
 
@@ -964,8 +964,9 @@ glue("ps_note", prov.get("note") or "none were recorded with this run")
 pub_ft, cfg_ft = prov["config"].get("finetune"), load_config("../configs/paper-scale.yml").get("finetune")
 glue("ps_budget_pub", C.budget_words(pub_ft)); glue("ps_budget_cfg", C.budget_words(cfg_ft))
 glue("ps_budget_status", "The published run used that recipe." if C.budget_words(pub_ft) == C.budget_words(cfg_ft) else
-     "**The published sentence-task results predate that recipe**: they come from the smaller budget and are "
-     "shown as such; `bash run.sh paper-scale` recomputes them with the paper's recipe (hours; it resumes).")
+     "The published sentence-task results predate that recipe: every sentence-task number on this page and in "
+     "the verdicts comes from the smaller budget; bash run.sh paper-scale recomputes them with the paper's recipe "
+     "(hours; it resumes).")
 glue("ps_goal", {True: "within", False: "outside", None: "not measured against"}[S["within_goal"]])
 glue("ps_goal_h", f"{GOAL_HOURS:g}"); glue("ps_goal_gb", f"{GOAL_GB:g}")
 glue("ps_goal_mem", "allocated (anonymous)" if S["memory_basis"] == "anonymous" else "resident")

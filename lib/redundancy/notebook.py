@@ -10,7 +10,7 @@ import pandas as pd
 
 from .config import repo_root
 
-__all__ = ["glue", "Text", "paper_table", "plot_style", "pct", "verdict"]
+__all__ = ["glue", "Text", "paper_table", "plot_style", "pct", "verdict", "html_table"]
 
 
 class Text(str):
@@ -66,6 +66,31 @@ def pct(x, digits: int = 1) -> str:
 def verdict(ok) -> str:
     """'holds' / 'does not hold' / 'not testable here' for a claim."""
     return "not testable here" if ok is None else ("holds" if ok else "does not hold")
+
+
+def html_table(df: pd.DataFrame, widths=None, markdown_cols=()) -> str:
+    """A table for reading in the book and in JupyterLab: text wraps inside fixed column widths
+    (``widths``, percentages), the table scrolls sideways only on a narrow screen, no index.
+    Cells of ``markdown_cols`` may use ``**bold**``; everything else is escaped."""
+    import html
+    import re
+
+    def cell(col, v):
+        t = html.escape("" if v is None or (isinstance(v, float) and v != v) else str(v))
+        if col in markdown_cols:
+            t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+        return t
+
+    cols = list(df.columns)
+    widths = widths or [100 / len(cols)] * len(cols)
+    colgroup = "".join(f'<col style="width:{w:g}%">' for w in widths)
+    pad = "padding:4px 8px 4px 0;vertical-align:top;text-align:left"
+    head = "".join(f'<th style="{pad}">{html.escape(str(c))}</th>' for c in cols)
+    body = "".join("<tr>" + "".join(f'<td style="{pad}">{cell(c, r[c])}</td>'
+                                    for c in cols) + "</tr>" for _, r in df.iterrows())
+    return (f'<div style="overflow-x:auto"><table style="table-layout:fixed;width:100%;min-width:640px;'
+            f'font-size:0.85em"><colgroup>{colgroup}</colgroup><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def find_repo(start: str | Path = ".") -> Path | None:

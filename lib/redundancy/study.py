@@ -65,13 +65,17 @@ class Study:
         Z-score every neuron (train mean and std) before probing (default: the config's
         ``standardize``, else False: the paper's raw activations). Overriding the config
         writes the results under ``<run>-standardized`` (or ``<run>-raw``), beside the run's own.
+    finetune_seed : int, optional
+        Fine-tune the sentence tasks with this seed instead of the run's (one of its
+        ``finetune_seeds``); the results go under ``<run>-ft<seed>``, and
+        :meth:`redundancy.paper.claims.Results.load` merges them with the run's own.
     device : str, optional
         Overrides the config's device.
     progress : bool, default True
     """
 
     def __init__(self, config, models=None, tasks=None, seed=None, device=None, progress=True, log=print,
-                 seeds=None, standardize=None):
+                 seeds=None, standardize=None, finetune_seed=None):
         cfg = load_config(config) if not isinstance(config, dict) else dict(config)
         cfg.setdefault("name", "run")
         if isinstance(cfg.get("tasks"), list):
@@ -88,6 +92,16 @@ class Study:
             cfg["tasks"] = {t: cfg["tasks"][t] for t in tasks}
         if device:
             cfg["device"] = device
+        if finetune_seed is not None:
+            from .pipeline import finetune_seeds
+
+            for m in cfg["models"]:
+                if int(finetune_seed) not in finetune_seeds(cfg, m):
+                    raise ValueError(f"fine-tuning seed {finetune_seed} is not among {m}'s finetune_seeds "
+                                     f"{finetune_seeds(cfg, m)} in run {cfg['name']!r}")
+            cfg["finetune"] = {**(cfg.get("finetune") or {}), "seed": int(finetune_seed)}
+            cfg["finetune_seeds"] = {m: [int(finetune_seed)] for m in cfg["models"]}
+            cfg["name"] = f"{cfg['name']}-ft{int(finetune_seed)}"
         if standardize is not None and bool(standardize) != bool(cfg.get("standardize", False)):
             cfg["standardize"] = bool(standardize)
             cfg["name"] = f"{cfg['name']}-{'standardized' if standardize else 'raw'}"
