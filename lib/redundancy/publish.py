@@ -154,6 +154,8 @@ def publish(config, dest=None, log=print, note: str | None = None) -> Path:
     if note:
         prov["note"] = str(note)
     n_verdicts = write_verdicts(out, cfg)
+    prov["verdicts"] = {"file": "results/claims/verdicts.json", "judged": prov["published"],
+                        "commit": prov.get("commit"), "by": "redundancy.paper.claims.judge"}
     write_json_atomic(dest / "provenance.json", prov)
     log(f"[publish] {n_verdicts} verdicts -> {out / 'claims' / 'verdicts.json'}")
     log(f"[publish] {n} result files of run {cfg['name']!r} -> {out}; provenance: {dest / 'provenance.json'}")
