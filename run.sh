@@ -51,6 +51,17 @@ case "$cmd" in
     "$VENV/bin/python" -m redundancy run --config configs/paper-scale.yml
     "$VENV/bin/python" -m redundancy notebooks --config configs/paper-scale.yml \
       --output data/results/paper-scale/executed --only 01 02 03 04 05 06 07
+    # the other fine-tuning seeds (finetune_seeds beyond each model's first): the probe-based
+    # chapters again on their sentence-task fine-tunes, into data/results/paper-scale-ft<seed>/
+    # (token-task probes come from the cache); the verdicts fold them into the replicates
+    "$VENV/bin/python" -c "from redundancy.pipeline import load_config, finetune_seeds as f
+c = load_config('configs/paper-scale.yml')
+for s in sorted({s for m in c['models'] for s in f(c, m)[1:]}):
+    print(s, [m for m in c['models'] if s in f(c, m)[1:]])" | while read -r seed models; do
+      "$VENV/bin/python" -m redundancy notebooks --config configs/paper-scale.yml \
+        --output "data/results/paper-scale-ft$seed/executed" --only 03 04 05 06 \
+        -p finetune_seed "$seed" -p models "$models"
+    done
     "$VENV/bin/python" -m redundancy publish --config configs/paper-scale.yml ;;
   run)
     ensure_env

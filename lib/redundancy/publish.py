@@ -112,6 +112,21 @@ def _pipeline_record(index: dict) -> dict:
             "invocations": inv, "peak_rss_mib": peak("peak_rss_mib"), "peak_anon_mib": peak("peak_anon_mib")}
 
 
+def _copy_results(src: Path, out: Path) -> int:
+    """Copy a run's result tables (CSV and JSON; not its index, notebooks or claims) to ``out``."""
+    n = 0
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src)
+        if (f.is_file() and f.suffix in (".csv", ".json") and ".tmp-" not in f.name
+                and not any(part.startswith(".") or part == "executed" for part in rel.parts)
+                and f.name not in ("activations.json", "notebooks.json") and rel.parts[0] != "claims"):
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+            n += 1
+    return n
+
+
 def publish(config, dest=None, log=print, note: str | None = None) -> Path:
     """Copy a run's results into ``dest`` (default ``data/<run name>``) with ``provenance.json``.
 
@@ -127,18 +142,12 @@ def publish(config, dest=None, log=print, note: str | None = None) -> Path:
     root = repo_root()
     dest = Path(dest) if dest else (root or Path.cwd()) / "data" / cfg["name"]
     out = dest / "results"
-    if out.exists():
-        shutil.rmtree(out)
-    n = 0
-    for f in sorted(src.rglob("*")):
-        rel = f.relative_to(src)
-        if (f.is_file() and f.suffix in (".csv", ".json") and ".tmp-" not in f.name
-                and not any(part.startswith(".") or part == "executed" for part in rel.parts)
-                and f.name not in ("activations.json", "notebooks.json") and rel.parts[0] != "claims"):
-            target = out / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, target)
-            n += 1
+    for old in [out, *dest.glob("results-ft*")]:
+        if old.exists():
+            shutil.rmtree(old)
+    n = _copy_results(src, out)
+    for extra in sorted(src.parent.glob(f"{cfg['name']}-ft*")):  # the other fine-tuning seeds' results
+        n += _copy_results(extra, dest / f"results-ft{extra.name.rsplit('-ft', 1)[1]}")
     index = json.loads(index_file.read_text())
     notebooks_file = src / "notebooks.json"
     notebooks = json.loads(notebooks_file.read_text()) if notebooks_file.exists() else {}
