@@ -914,7 +914,8 @@ The run takes hours, so it is not part of the main command: `bash run.sh paper-s
 computes it (resumably: run it again after a kill, or in a later session) and publishes the
 results with their provenance to `data/paper-scale/`, which this chapter reads. Nothing here
 is recomputed when the book is built.
-""", '''published = "../data/paper-scale"  # a folder written by `python -m redundancy publish`''', [
+""", '''published = "../data/paper-scale"  # a folder written by `python -m redundancy publish`
+earlier = "../data/paper-scale-1epoch"  # the same run published at another fine-tuning budget, for the budget table (None: skip)''', [
     code(ANALOGUE, ["hide-input"]),
     code('''import json
 from pathlib import Path
@@ -1042,6 +1043,27 @@ else:
     glue("ps_counts", "no published results")''', ["hide-input"]),
     md('''In all: {glue:text}`ps_counts`. The same verdicts, as one table, open the
 [Reproduction](08_reproduction.ipynb) chapter.'''),
+    md("## Budget sensitivity: the same run at two fine-tuning budgets"),
+    code('''from redundancy.notebook import html_table
+E_R = Path(earlier) / "results" if earlier else None
+if E_R is not None and E_R.is_dir() and R.is_dir():
+    res_e, res_p = C.Results.load(E_R), C.Results.load(R)
+    b_e, b_p = (" / ".join(sorted(set(r.budget.values()))) for r in (res_e, res_p))
+    if b_e == b_p:
+        glue("ps_budget_cmp", f"The earlier run in {earlier} used the same fine-tuning budget ({b_e}): nothing to compare.")
+    else:
+        labels = ("earlier budget", "this budget")
+        display(HTML(html_table(C.budget_table(res_e, res_p, labels).round(3))))
+        cmp = C.compare_verdicts(C.judge(res_e), C.judge(res_p), labels)
+        display(HTML(html_table(cmp.assign(changed=cmp.changed.map({True: "yes", False: ""})))))
+        glue("ps_budget_cmp", f"Earlier budget: {b_e}. This budget: {b_p}. {int(cmp.changed.sum())} of {len(cmp)} "
+             "verdicts change between them (the second table).")
+else:
+    glue("ps_budget_cmp", f"No results at another budget were found ({earlier}).")''', ["hide-input"]),
+    md('''{glue:text}`ps_budget_cmp` The first table sets every sentence task's numbers side by side
+(oracle test score, LayerSelector layers, CCFS neurons and score, minimal set, each the mean
+over seeds): a model fine-tuned longer gives its [CLS] vector more of the task, which can move
+every selection.'''),
     *REPRO_COMPARE,
 ], setup=False)
 

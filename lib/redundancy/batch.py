@@ -55,8 +55,9 @@ def _data_files(nb: Path, params: dict) -> list[Path]:
     paper-scale results or the benchmark results when it takes those parameters."""
     root = repo_root()
     files = sorted((root / "data" / "paper").glob("*.csv")) if root else []
-    if "published" in params and params["published"]:
-        files.append((nb.parent / str(params["published"]) / "provenance.json").resolve())
+    for k in ("published", "earlier"):  # published runs: their provenance changes with every publication
+        if k in params and params[k]:
+            files.append((nb.parent / str(params[k]) / "provenance.json").resolve())
     if "benchmarks" in params:
         b = params["benchmarks"]
         results = (nb.parent / str(b)).resolve() if b else root / "data" / "benchmarks" / "results.json"
@@ -155,7 +156,7 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
         except ValueError:  # another drive (Windows)
             pass
         defaults = {}
-        for k in ("published", "benchmarks"):  # where the notebook reads committed data (its default)
+        for k in ("published", "earlier", "benchmarks"):  # where the notebook reads committed data (its default)
             if k in declared[nb.name]:
                 try:
                     defaults[k] = ast.literal_eval(str(declared[nb.name][k].get("default")))
