@@ -390,3 +390,18 @@ def test_finetune_seed_results_fold_into_the_replicates(tmp_path):
     assert [t[(s, "sen")] for s in range(5)] == [20, 121, 222, 23, 124]   # 42, 43, 44, 42, 43
     assert [t[(s, "tok")] for s in range(5)] == [10, 11, 12, 13, 14]
     assert res.finetune_of_seed == {1: 43, 2: 44, 4: 43}
+
+
+def test_publishing_at_a_new_budget_keeps_the_earlier_publication(tmp_path):
+    from redundancy.publish import keep_earlier_budget
+
+    dest = tmp_path / "paper-scale"
+    (dest / "results").mkdir(parents=True)
+    (dest / "provenance.json").write_text(json.dumps({"config": {"finetune": {"epochs": 1, "max_train": 1500}}}))
+    assert keep_earlier_budget(dest, {"finetune": {"epochs": 1, "max_train": 1500}}, log=lambda *a: None) is None
+    kept = keep_earlier_budget(dest, {"finetune": {"epochs": 3}}, log=lambda *a: None)
+    assert kept == tmp_path / "paper-scale-1epoch" and (kept / "results").is_dir() and not dest.exists()
+    (dest / "results").mkdir(parents=True)
+    (dest / "provenance.json").write_text(json.dumps({"config": {"finetune": {"epochs": 1}}}))
+    with pytest.raises(FileExistsError, match="exists"):
+        keep_earlier_budget(dest, {"finetune": {"epochs": 3}}, log=lambda *a: None)

@@ -112,6 +112,25 @@ def _pipeline_record(index: dict) -> dict:
             "invocations": inv, "peak_rss_mib": peak("peak_rss_mib"), "peak_anon_mib": peak("peak_anon_mib")}
 
 
+def keep_earlier_budget(dest: Path, cfg: dict, log=print) -> Path | None:
+    """Before a run is published over one made at another fine-tuning budget, move the earlier
+    publication to ``<dest>-<epochs>epoch`` (e.g. ``data/paper-scale-1epoch``), where the Paper
+    scale page's budget table reads it; returns where it went (None: nothing to keep)."""
+    prov_file = Path(dest) / "provenance.json"
+    if not prov_file.exists():
+        return None
+    old = (json.loads(prov_file.read_text()).get("config") or {}).get("finetune") or {}
+    if old == (cfg.get("finetune") or {}):
+        return None
+    keep = Path(dest).parent / f"{Path(dest).name}-{float(old.get('epochs', 3)):g}epoch"
+    if keep.exists():
+        raise FileExistsError(f"{dest} was published at another fine-tuning budget ({old}) and {keep} exists "
+                              "already: move one of them away before publishing")
+    shutil.move(str(dest), str(keep))
+    log(f"[publish] the earlier publication (fine-tuning {old}) moved to {keep} for the budget table")
+    return keep
+
+
 def _copy_results(src: Path, out: Path) -> int:
     """Copy a run's result tables (CSV and JSON; not its index, notebooks or claims) to ``out``."""
     n = 0
@@ -141,6 +160,8 @@ def publish(config, dest=None, log=print, note: str | None = None) -> Path:
                                 "and the notebooks first")
     root = repo_root()
     dest = Path(dest) if dest else (root or Path.cwd()) / "data" / cfg["name"]
+    keep_earlier_budget(dest, cfg, log)
+    dest.mkdir(parents=True, exist_ok=True)
     out = dest / "results"
     for old in [out, *dest.glob("results-ft*")]:
         if old.exists():
