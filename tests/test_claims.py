@@ -276,6 +276,8 @@ def test_seeded_sections_write_seed_tables_and_verdicts_read_them(tmp_path, tiny
     one_seed = S.Study({**cfg, "name": "one"}, progress=False)
     three = S.Study({**cfg, "name": "three", "seeds": [0, 5, 9]}, progress=False)
     assert one_seed.seeds == [0] and three.seeds == [0, 5, 9] and three.seed == 0
+    # a single name given as text (papermill -p models NAME) is one model, not a list of letters
+    assert S.Study({**cfg, "name": "one"}, models=cfg["models"][0], tasks="pos", progress=False).tasks == ["pos"]
     for st in (one_seed, three):
         S.section_clustering(st, thresholds=[0.0, 0.5])
         S.section_layers(st)

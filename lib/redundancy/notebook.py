@@ -105,6 +105,27 @@ def find_repo(start: str | Path = ".") -> Path | None:
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "root"}
 
 
+def _injected_names(namespace: dict) -> set | None:
+    """The names assigned by papermill's injected cell (its source starts ``# Parameters``), from
+    the kernel's input history ``In``; an empty set in a kernel without one (JupyterLab), None
+    outside a kernel."""
+    import ast
+
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        return None
+    names = set()
+    for src in history:
+        if isinstance(src, str) and src.lstrip().startswith("# Parameters"):
+            try:
+                tree = ast.parse(src)
+            except SyntaxError:
+                continue
+            names |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                      if isinstance(t, ast.Name)}
+    return names
+
+
 def check_parameters(namespace: dict, defaults: dict) -> None:
     """Check a notebook's parameters as papermill left them, in the notebook's first cell.
 
@@ -113,13 +134,21 @@ def check_parameters(namespace: dict, defaults: dict) -> None:
     type does not match its default's (``thresholds="0.3"`` for a list) raise an error that
     names the parameter, what was given and what the notebook takes, before any work starts.
     A default of None accepts None, text, numbers and lists (a model name, a task subset).
+
+    In a kernel (JupyterLab, Colab, papermill) only the names of papermill's injected cell are
+    candidates for a typo: re-running cells, running them out of order, or adding one's own
+    variables to the parameters cell or any cell never trips the check. Outside a kernel (a
+    plain dict, as in the troubleshooting cases) every global that is not a module, function or
+    class is a candidate.
     """
     import types
 
     declared = set(defaults)
-    unknown = sorted(k for k, v in namespace.items()
+    injected = _injected_names(namespace)
+    candidates = namespace.keys() if injected is None else injected
+    unknown = sorted(k for k in candidates if k in namespace
                      if not k.startswith("_") and k not in declared and k not in _KERNEL_NAMES
-                     and not isinstance(v, (types.ModuleType, types.FunctionType, type)))
+                     and not isinstance(namespace[k], (types.ModuleType, types.FunctionType, type)))
     if unknown:
         raise NameError(f"unknown notebook parameter(s) {unknown}: this notebook's parameters are "
                         f"{sorted(declared)} (see its parameters cell); check the spelling of -p / parameters=")

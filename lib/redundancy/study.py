@@ -80,6 +80,10 @@ class Study:
         cfg.setdefault("name", "run")
         if isinstance(cfg.get("tasks"), list):
             cfg["tasks"] = {t: {} for t in cfg["tasks"]}
+        if isinstance(models, str):  # papermill -p models minilm: one model, not a list of letters
+            models = [models]
+        if isinstance(tasks, str):
+            tasks = [tasks]
         if models:
             unknown = [m for m in models if m not in cfg["models"]]
             if unknown:
