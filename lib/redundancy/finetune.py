@@ -100,9 +100,6 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
         A folder loadable with :func:`load_finetuned`; ``meta.json`` inside holds the
         configuration, the training loss per step, dev scores and wall time.
     """
-    import torch
-    from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
-
     if task.kind != "sentence":
         raise ValueError(f"fine-tuning is for sentence tasks; {task.name!r} is a {task.kind} task "
                          "(the paper probes pre-trained, not fine-tuned, models for token tasks)")
@@ -123,93 +120,121 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
         if (final / "meta.json").is_file():
             return final
         clean_stale_tmp(final.parent, key)
-        y_all = task.label_ids("train")
-        n = len(train)
-        idx_all = np.arange(n)
+        run = _Training(base, task, cfg, device, final.parent / f".{key}.checkpoint.pt")
+        run.resume()
+        run.train(progress, checkpoint_every_s, checkpoint_every_steps)
+        scores = {s: _evaluate(run.model, run.tok, task, s, cfg.max_length, device) for s in ("dev",)}
+        with atomic_dir(final) as tmp:
+            run.model.save_pretrained(tmp)
+            run.tok.save_pretrained(tmp)
+            write_json_atomic(tmp / "meta.json", {**key_cfg, "key": key, "steps": run.total, "loss": run.losses,
+                                                  "scores": scores, "train_time_s": round(run.elapsed, 2),
+                                                  "train_examples": int(len(run.idx_all)), "device": device})
+        run.ckpt.unlink(missing_ok=True)
+    return final
+
+
+class _Training:
+    """One fine-tuning run: model, AdamW, linear schedule and the seeded batch order, with a
+    checkpoint of all of them (and the position in the epoch) that a killed run resumes from."""
+
+    def __init__(self, base, task: TaskData, cfg: FineTuneConfig, device, ckpt: Path):
+        self.base, self.task, self.cfg, self.device, self.ckpt = base, task, cfg, device, ckpt
+        n = len(task["train"])
+        self.idx_all = np.arange(n)
         if cfg.max_train is not None and cfg.max_train < n:
-            idx_all = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.max_train, replace=False))
-        steps_per_epoch = math.ceil(len(idx_all) / cfg.batch_size)
-        total = max(1, int(round(cfg.epochs * steps_per_epoch)))
+            self.idx_all = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.max_train, replace=False))
+        steps_per_epoch = math.ceil(len(self.idx_all) / cfg.batch_size)
+        self.total = max(1, int(round(cfg.epochs * steps_per_epoch)))
+        self._start()
 
-        def start():
-            set_seed(cfg.seed)
-            lm = load_model(base, device=device, model_class=AutoModelForSequenceClassification,
-                            config_kw={"num_labels": task.n_labels, "problem_type": "regression"
-                                       if task.regression else "single_label_classification"})
-            model = lm.model
-            decay = [p for nm, p in model.named_parameters() if not nm.endswith(("bias", "LayerNorm.weight"))]
-            rest = [p for nm, p in model.named_parameters() if nm.endswith(("bias", "LayerNorm.weight"))]
-            opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                     {"params": rest, "weight_decay": 0.0}], lr=cfg.learning_rate)
-            sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-            return lm, opt, sched, np.random.default_rng(cfg.seed)
+    def _start(self):
+        import torch
+        from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
-        lm, opt, sched, rng = start()
-        model, tok = lm.model, lm.tokenizer
-        ckpt = final.parent / f".{key}.checkpoint.pt"
-        losses, step, order, pos, elapsed = [], 0, None, 0, 0.0
-        if ckpt.is_file():  # a killed run left a checkpoint: continue from it, exactly
-            try:
-                state = torch.load(ckpt, map_location=device, weights_only=False)
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                sched.load_state_dict(state["scheduler"])
-                rng.bit_generator.state = state["rng"]
-                torch.set_rng_state(state["torch_rng"])
-                if state.get("cuda_rng") is not None:
-                    torch.cuda.set_rng_state_all(state["cuda_rng"])
-                losses, step, order, pos, elapsed = (state["losses"], state["step"], state["order"],
-                                                     state["pos"], state["elapsed"])
-                print(f"[fine-tune] {lm.name} on {task.name}: resuming at step {step} of {total} from {ckpt}",
-                      flush=True)
-            except Exception as e:  # noqa: BLE001 - a damaged checkpoint is recomputed, never trusted
-                print(f"[fine-tune] checkpoint {ckpt} unreadable ({type(e).__name__}: {e}); starting over",
-                      flush=True)
-                ckpt.unlink(missing_ok=True)
-                lm, opt, sched, rng = start()
-                model, tok = lm.model, lm.tokenizer
-                losses, step, order, pos, elapsed = [], 0, None, 0, 0.0
+        cfg, task = self.cfg, self.task
+        set_seed(cfg.seed)
+        self.lm = load_model(self.base, device=self.device, model_class=AutoModelForSequenceClassification,
+                             config_kw={"num_labels": task.n_labels, "problem_type": "regression"
+                                        if task.regression else "single_label_classification"})
+        self.model, self.tok = self.lm.model, self.lm.tokenizer
+        named = list(self.model.named_parameters())
+        decay = [p for nm, p in named if not nm.endswith(("bias", "LayerNorm.weight"))]
+        rest = [p for nm, p in named if nm.endswith(("bias", "LayerNorm.weight"))]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": rest, "weight_decay": 0.0}], lr=cfg.learning_rate)
+        self.sched = get_linear_schedule_with_warmup(self.opt, int(cfg.warmup_ratio * self.total), self.total)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.losses, self.step, self.order, self.pos, self.elapsed = [], 0, None, 0, 0.0
+
+    def _state(self) -> dict:
+        import torch
+
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if str(self.device).startswith("cuda") else None,
+                "losses": self.losses, "step": self.step, "order": self.order, "pos": self.pos,
+                "elapsed": self.elapsed}
+
+    def resume(self) -> None:
+        """Continue exactly from the checkpoint a killed run left; a damaged one is recomputed,
+        never trusted."""
+        import torch
+
+        if not self.ckpt.is_file():
+            return
+        try:
+            state = torch.load(self.ckpt, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            self.rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            if state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            self.losses, self.step, self.order, self.pos, self.elapsed = (
+                state["losses"], state["step"], state["order"], state["pos"], state["elapsed"])
+            print(f"[fine-tune] {self.lm.name} on {self.task.name}: resuming at step {self.step} of {self.total} "
+                  f"from {self.ckpt}", flush=True)
+        except Exception as e:  # noqa: BLE001 - a damaged checkpoint is recomputed, never trusted
+            print(f"[fine-tune] checkpoint {self.ckpt} unreadable ({type(e).__name__}: {e}); starting over",
+                  flush=True)
+            self.ckpt.unlink(missing_ok=True)
+            self._start()
+
+    def train(self, progress, checkpoint_every_s, checkpoint_every_steps) -> None:
+        import torch
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=step, desc=f"fine-tune {lm.name} on {task.name}", disable=not progress,
-                   mininterval=1.0, leave=False)
-        model.train()
-        t0, last_save = time.time(), time.time()
-        while step < total:
-            if order is None or pos >= len(order):
-                order, pos = rng.permutation(idx_all), 0
-            b = order[pos:pos + cfg.batch_size]
-            pos += cfg.batch_size
-            inputs = _tensors(tok, train, b, cfg.max_length, device)
-            yb = torch.as_tensor(y_all[b], device=device)
-            out = model(**inputs, labels=yb.float() if task.regression else yb)
+        cfg, task, train = self.cfg, self.task, self.task["train"]
+        y_all = task.label_ids("train")
+        bar = tqdm(total=self.total, initial=self.step, desc=f"fine-tune {self.lm.name} on {task.name}",
+                   disable=not progress, mininterval=1.0, leave=False)
+        self.model.train()
+        t0, last_save, before = time.time(), time.time(), self.elapsed
+        while self.step < self.total:
+            if self.order is None or self.pos >= len(self.order):
+                self.order, self.pos = self.rng.permutation(self.idx_all), 0
+            b = self.order[self.pos:self.pos + cfg.batch_size]
+            self.pos += cfg.batch_size
+            yb = torch.as_tensor(y_all[b], device=self.device)
+            out = self.model(**_tensors(self.tok, train, b, cfg.max_length, self.device),
+                             labels=yb.float() if task.regression else yb)
             out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-            losses.append(round(out.loss.item(), 5))
-            step += 1
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step(), self.sched.step(), self.opt.zero_grad(set_to_none=True)
+            self.losses.append(round(out.loss.item(), 5))
+            self.step += 1
             bar.update(1)
-            if step < total and (time.time() - last_save >= checkpoint_every_s
-                                 or (checkpoint_every_steps and step % checkpoint_every_steps == 0)):
-                _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                        "scheduler": sched.state_dict(), "rng": rng.bit_generator.state,
-                                        "torch_rng": torch.get_rng_state(),
-                                        "cuda_rng": torch.cuda.get_rng_state_all()
-                                        if str(device).startswith("cuda") else None, "losses": losses, "step": step,
-                                        "order": order, "pos": pos, "elapsed": elapsed + time.time() - t0})
+            if self.step < self.total and (time.time() - last_save >= checkpoint_every_s or (
+                    checkpoint_every_steps and self.step % checkpoint_every_steps == 0)):
+                self.elapsed = before + time.time() - t0
+                _save_checkpoint(self.ckpt, self._state())
                 last_save = time.time()
             fault_point("finetune-step")
         bar.close()
-        train_time = elapsed + time.time() - t0
-        scores = {s: _evaluate(model, tok, task, s, cfg.max_length, device) for s in ("dev",)}
-        with atomic_dir(final) as tmp:
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            write_json_atomic(tmp / "meta.json", {**key_cfg, "key": key, "steps": total, "loss": losses,
-                                                  "scores": scores, "train_time_s": round(train_time, 2),
-                                                  "train_examples": int(len(idx_all)), "device": device})
-        ckpt.unlink(missing_ok=True)
-    return final
+        self.elapsed = before + time.time() - t0
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:

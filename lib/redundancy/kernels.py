@@ -1,6 +1,6 @@
 """Compiled kernels of the probe engine (numba): one pass over the weights per step.
 
-The probe engine (:func:`redundancy.probe.train_probes`) spends a large part of each
+The probe engine (:func:`redundancy.probe_engine.train_probes`) spends a large part of each
 mini-batch outside its two matrix products, in element-wise passes over the weights of every
 probe: the L1 and L2 terms of the gradient (``sign(W)``, ``W / ||W||``), Adam's moments and
 update, and the norms the loss reports. With torch these are seven or more passes over

@@ -147,6 +147,18 @@ def _shift_of(first: np.ndarray, rows: int = 1024) -> np.ndarray:
     return np.where(constant, first[0], mean)
 
 
+def _shift_into(D: np.ndarray, rows, shifts) -> None:
+    """Shift, then round to D's type, in one pass into the buffer (never the caller's data)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        j = 0
+        for b, sh in zip(_blocks(rows), shifts):
+            w = b.shape[1]
+            np.subtract(b, sh, out=D[:, j:j + w], dtype=sh.dtype, casting="unsafe")
+            j += w
+            # a chunk of a mapped file is read once: its pages leave the resident set
+            release_mapped(b)
+
+
 def streamed_cross_product(read: Callable[[int, int], np.ndarray], n_rows: int, chunk: int = 8192,
                            dtype=np.float64, on_chunk: Callable[[np.ndarray], None] | None = None,
                            progress: str | None = None, flush_rows: int | None = None,
@@ -233,15 +245,7 @@ def streamed_cross_product(read: Callable[[int, int], np.ndarray], n_rows: int, 
             first = None
             A = buf[:stop - start]
             D = A[:, :P]
-            # shift, then round to dtype, in one pass into the buffer (never the caller's data)
-            with np.errstate(invalid="ignore", over="ignore"):
-                j = 0
-                for b, sh in zip(_blocks(rows), shifts):
-                    w = b.shape[1]
-                    np.subtract(b, sh, out=D[:, j:j + w], dtype=sh.dtype, casting="unsafe")
-                    j += w
-                    # a chunk of a mapped file is read once: its pages leave the resident set
-                    release_mapped(b)
+            _shift_into(D, rows, shifts)
             # A^T A: A.T is Fortran-ordered, so BLAS reads it without a copy
             square = syrk(1.0, A.T, beta=1.0 if pending else 0.0, c=square, trans=0, lower=lower,
                           overwrite_c=1)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .config import repo_root
 
-__all__ = ["glue", "Text", "paper_table", "plot_style", "pct", "verdict", "html_table"]
+__all__ = ["glue", "Text", "plot_style", "pct", "verdict", "html_table"]
 
 
 class Text(str):
@@ -37,16 +37,6 @@ def glue(name: str, value, display: bool = False):
         return value
     _glue(name, value, display=display)
     return value
-
-
-def paper_table(name: str) -> pd.DataFrame:
-    """One of the paper's tables, as transcribed in ``data/paper/<name>.csv``."""
-    root = repo_root()
-    path = (root / "data" / "paper" / f"{name}.csv") if root else None
-    if path is None or not path.exists():
-        raise FileNotFoundError(f"the paper's table {name!r} is not at {path}: run the notebooks from a "
-                                "clone of the repository (data/paper/ holds the transcribed tables)")
-    return pd.read_csv(path)
 
 
 def plot_style():
@@ -105,35 +95,49 @@ def find_repo(start: str | Path = ".") -> Path | None:
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "root"}
 
 
-def _injected_names(namespace: dict) -> set | None:
-    """The names assigned by papermill's injected cell (its source starts ``# Parameters``), from
-    the kernel's input history ``In``; an empty set in a kernel without one (JupyterLab), None
-    outside a kernel."""
+def _assigned(src: str, values: bool = False):
+    """The names (or, with ``values``, the literal values) a cell's top-level assignments set."""
     import ast
 
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return {}
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value) if values else None
+            except ValueError:  # not a literal: declared, its type unchecked
+                out[node.targets[0].id] = None
+    return out
+
+
+def _papermill_cells(namespace: dict):
+    """(the notebook's parameters cell, papermill's injected cell) as the kernel ran them, from
+    its input history ``In``: the injected cell starts ``# Parameters`` and papermill puts it
+    right after the parameters cell. (None, None) in a kernel without one (JupyterLab);
+    None outside a kernel."""
     history = namespace.get("In")
     if not isinstance(history, list):
         return None
-    names = set()
-    for src in history:
+    for i in range(len(history) - 1, 0, -1):
+        src = history[i]
         if isinstance(src, str) and src.lstrip().startswith("# Parameters"):
-            try:
-                tree = ast.parse(src)
-            except SyntaxError:
-                continue
-            names |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-                      if isinstance(t, ast.Name)}
-    return names
+            return history[i - 1], src
+    return None, None
 
 
-def check_parameters(namespace: dict, defaults: dict) -> None:
+def check_parameters(namespace: dict, defaults: dict | None = None) -> None:
     """Check a notebook's parameters as papermill left them, in the notebook's first cell.
 
-    ``defaults`` are the values of the notebook's ``parameters`` cell. A name papermill
-    injected that the notebook does not declare (a typo: ``treshold``) and a value whose
-    type does not match its default's (``thresholds="0.3"`` for a list) raise an error that
-    names the parameter, what was given and what the notebook takes, before any work starts.
-    A default of None accepts None, text, numbers and lists (a model name, a task subset).
+    ``defaults`` are the values of the notebook's ``parameters`` cell; in a kernel they may
+    be left out and are read from that cell as the kernel ran it (so the parameters cell is
+    their only home). A name papermill injected that the notebook does not declare (a typo:
+    ``treshold``) and a value whose type does not match its default's (``thresholds="0.3"``
+    for a list) raise an error that names the parameter, what was given and what the
+    notebook takes, before any work starts. A default of None accepts None, text, numbers
+    and lists (a model name, a task subset).
 
     In a kernel (JupyterLab, Colab, papermill) only the names of papermill's injected cell are
     candidates for a typo: re-running cells, running them out of order, or adding one's own
@@ -143,8 +147,15 @@ def check_parameters(namespace: dict, defaults: dict) -> None:
     """
     import types
 
+    cells = _papermill_cells(namespace)
+    if defaults is None:
+        if cells is None:
+            raise ValueError("check_parameters needs the notebook's defaults outside a kernel")
+        if cells[1] is None:  # no papermill parameters: nothing was injected, nothing to check
+            return
+        defaults = _assigned(cells[0], values=True)
     declared = set(defaults)
-    injected = _injected_names(namespace)
+    injected = None if cells is None else set(_assigned(cells[1] or ""))
     candidates = namespace.keys() if injected is None else injected
     unknown = sorted(k for k in candidates if k in namespace
                      if not k.startswith("_") and k not in declared and k not in _KERNEL_NAMES

@@ -220,6 +220,15 @@ class Study:
                               standardize=bool(self.cfg.get("standardize", False)),
                               cache_dir=cache_dir() / "probes", progress=self.progress if progress is None else progress)
 
+    def clustering(self, model: str, task: str, threshold: float = 0.3, seed: int | None = None):
+        """The correlation clustering of a model's neurons on a task's training activations, fitted
+        at ``threshold`` (its agglomerative tree cached under ``<cache>/clustering``, so a second
+        call, or :func:`section_clustering`'s, reads it instead of recomputing it)."""
+        from .clustering import CorrelationClustering
+
+        return CorrelationClustering(threshold=threshold, random_state=self.seed if seed is None else int(seed),
+                                     memory=cache_dir() / "clustering").fit(self.activations(model, task, "train").flat())
+
     def pairs(self):
         """Every (model, task) of the study."""
         return [(m, t) for m in self.models for t in self.tasks]
@@ -285,7 +294,7 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
     sweep : DataFrame  model, task, threshold, neurons, fraction_kept, dev, test
     makeup : DataFrame  model, task, window, clusters, share (at ``makeup_threshold``)
     """
-    from .clustering import CorrelationClustering, cluster_makeup, layer_of_neuron
+    from .clustering import cluster_makeup, layer_of_neuron
 
     sweeps, makeup, costs = {seed: [] for seed in study.seeds}, [], []
     for m, t in study.pairs():
@@ -293,8 +302,7 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
         for seed in study.seeds:
             ev = study.evaluator(m, t, seed=seed)
             t0 = time.perf_counter()
-            cc = CorrelationClustering(threshold=makeup_threshold, random_state=seed,
-                                       memory=cache_dir() / "clustering").fit(tr.flat())
+            cc = study.clustering(m, t, makeup_threshold, seed)
             secs = time.perf_counter() - t0
             kept = [None if c == 0 else cc.representatives_at(c) for c in thresholds]
             trained = ev.evaluate_many(kept, [f"{model_label(m)}/{t} c_t={c} seed {seed}" for c in thresholds])

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .tables import paper_table
 from .verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_TESTABLE, Estimate, Verdict, decide_direction, decide_size
 
 #: the relative drop from the unclustered score that counts as "very little loss" (the paper's
@@ -224,12 +225,6 @@ def _by_model(res: Results, name: str, out: list, untestable):
         yield model, rows
 
 
-def _paper(name: str) -> pd.DataFrame:
-    from ..notebook import paper_table
-
-    return paper_table(name)
-
-
 # ---- general redundancy -----------------------------------------------------------------------
 
 def adjacent_layers(res: Results) -> list[Verdict]:
@@ -309,7 +304,7 @@ def general_85(res: Results) -> list[Verdict]:
     from Table 6); a majority (>= 50%) but less *holds in direction only*. The share and score
     at the paper's c_t = 0.7 are reported beside it."""
     cid, claim = "general_85", "Up to 85% of the neurons across the network are redundant in general"
-    p6 = _paper("table6_clustering")
+    p6 = paper_table("table6_clustering")
     avg = p6[(p6.task == "Average") & np.isclose(p6.threshold, 0.7)].set_index("model").neurons
     full = float(p6[(p6.task == "Average") & (p6.threshold == 0)].neurons.iloc[0])
     bert, xlnet = 1 - avg["BERT"] / full, 1 - avg["XLNet"] / full
@@ -385,8 +380,8 @@ def neighbouring_94(res: Results, kinds=("token",)) -> list[Verdict]:
 def paper_redundant_layers() -> pd.DataFrame:
     """Table 7: per model, the mean number of layers within 1% of the oracle (bold), for
     labeling and for classification tasks, and as a share of the 13 layers."""
-    p7 = _paper("table7_layers")
-    t9 = _paper("table9_10_ls_ccfs")
+    p7 = paper_table("table7_layers")
+    t9 = paper_table("table9_10_ls_ccfs")
     kind = dict(zip(t9.task, t9.kind))
     layers = p7[~p7.layer.isin(["oracle", "one_percent_loss"])]
     n = layers.groupby(["model", "task"]).bold.agg(["sum", "size"]).reset_index()

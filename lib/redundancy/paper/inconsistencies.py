@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-
-def _paper(name):
-    from ..notebook import paper_table
-
-    return paper_table(name)
+from .tables import PAPER_NEURONS, paper_table
 
 
 def table6_xlnet_average() -> dict:
     """Table 6's XLNet "Average" row: its neuron counts are the mean of the four labeling
     tasks only, while its accuracies average all eleven tasks."""
-    p6 = _paper("table6_clustering")
-    t9 = _paper("table9_10_ls_ccfs")
+    p6 = paper_table("table6_clustering")
+    t9 = paper_table("table9_10_ls_ccfs")
     kind = dict(zip(t9.task, t9.kind))
     x = p6[(p6.model == "XLNet") & (p6.task != "Average")].assign(kind=lambda d: d.task.map(kind))
     out = {}
@@ -32,15 +28,15 @@ def table6_xlnet_average() -> dict:
                                        & (p6.threshold.round(2) == 0.7)].accuracy.iloc[0])
     out["accuracy_all"] = float(acc.accuracy.mean())
     out["accuracy_labeling"] = float(acc[acc.kind == "labeling"].accuracy.mean())
-    out["reduction_all_0.7"] = 1 - out[0.7]["all"] / 9984
+    out["reduction_all_0.7"] = 1 - out[0.7]["all"] / PAPER_NEURONS
     return out
 
 
 def table3_header() -> dict:
     """Table 3's first column pair equals the means of Table 9 (labeling), though its header
     says "Sequence Classification"."""
-    t3 = _paper("table3_averages")
-    t9 = _paper("table9_10_ls_ccfs")
+    t3 = paper_table("table3_averages")
+    t9 = paper_table("table9_10_ls_ccfs")
     lab = t9[(t9.model == "BERT") & (t9.kind == "labeling")].oracle_accuracy.mean()
     cls = t9[(t9.model == "BERT") & (t9.kind == "classification")].oracle_accuracy.mean()
     first = float(t3[(t3.row == "oracle") & (t3.kind == "labeling") & (t3.model == "BERT")].value.iloc[0])
@@ -51,7 +47,7 @@ def table6_average() -> pd.DataFrame:
     """Table 6's average over every task, per model and threshold (neurons, share kept,
     accuracy), recomputed from the per-task rows: XLNet's printed row averages its neuron
     counts over the labeling tasks only (:func:`table6_xlnet_average`)."""
-    p6 = _paper("table6_clustering")
+    p6 = paper_table("table6_clustering")
     g = p6[p6.task != "Average"].groupby(["model", "threshold"], as_index=False)[["neurons", "accuracy"]].mean()
     full = g[g.threshold == 0].set_index("model").neurons
     return g.assign(fraction_kept=g.neurons / g.model.map(full))
@@ -62,7 +58,7 @@ def inconsistencies() -> pd.DataFrame:
     give, and what this reproduction does about it."""
     x6 = table6_xlnet_average()
     t3 = table3_header()
-    t6 = _paper("table6_clustering")
+    t6 = paper_table("table6_clustering")
     n_tasks = t6[t6.task != "Average"].task.nunique()
     rows = [
         {"what": "Table 6, XLNet 'Average' row",
