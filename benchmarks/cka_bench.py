@@ -4,7 +4,7 @@ On one seeded synthetic activation tensor (float32, ``tokens x layers x hidden``
 BERT-base's 13 layers x 768 over 44,000 tokens, the paper's POS training set), in this
 process, repetitions interleaved, medians:
 
-* **ours**: :func:`redundancy.cka.linear_cka_matrix` on the 3-D array (all 13 x 13 pairs
+* **ours**: :func:`redundancy.methods.cka.linear_cka_matrix` on the 3-D array (all 13 x 13 pairs
   from one streamed pass; float32 products of nearly centred chunks);
 * **bound**: one product ``Z.T @ Z`` in float32 of all layers side by side
   (``Z`` = tokens x 9,984; numpy hands ``A.T @ A`` to the BLAS ``syrk``): every pair's
@@ -16,7 +16,7 @@ process, repetitions interleaved, medians:
   ``--baseline-tokens`` tokens, and ours is timed on the same tokens for the speed ratio;
   the values of the two are compared there (maximum absolute difference).
 
-Also reported: ours with a list of per-layer arrays (how :mod:`redundancy.study` calls it)
+Also reported: ours with a list of per-layer arrays (how :mod:`redundancy.paper.sections` calls it)
 and, with ``--check-float64``, the largest difference between ours with float32 and with
 float64 products at full size. Ratios are printed so that above 1 means ours is faster.
 
@@ -104,7 +104,7 @@ def run(tokens: int, baseline_tokens: int, n_layers: int = 13, hidden: int = 768
         baseline_repeats: int = 1, seed: int = 0, check_float64: bool = False, baseline: bool = True) -> dict:
     import torch
 
-    from redundancy.cka import linear_cka_matrix
+    from redundancy.methods.cka import linear_cka_matrix
 
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ On one seeded synthetic activation matrix (float32, ``tokens x neurons``; by def
 each repetition of each in a fresh child process of this command so that its peak memory is its
 own:
 
-* **ours**: :class:`redundancy.clustering.CorrelationClustering` (``c_t = 0.3``), fit on the
+* **ours**: :class:`redundancy.methods.clustering.CorrelationClustering` (``c_t = 0.3``), fit on the
   in-memory matrix (streamed float32 cross-product, condensed distances straight from it,
   ``scipy`` average linkage, ``fcluster``);
 * **reference**: the authors' recipe as NeuroX 1.0.9's ``create_correlation_clusters`` runs it:
@@ -193,7 +193,7 @@ def _child(which: str, path: str, threshold: float, q) -> None:
 
     warnings.filterwarnings("ignore")  # np.corrcoef's divisions by the dead neurons' zero variance
     X = np.load(path)  # in memory, before the baseline resident set is taken
-    from redundancy.clustering import CorrelationClustering
+    from redundancy.methods.clustering import CorrelationClustering
 
     # imported before the clock starts, for all alike (ours imports scipy.linalg.blas lazily)
     import scipy.cluster.hierarchy  # noqa: F401

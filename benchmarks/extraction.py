@@ -33,9 +33,9 @@ from peak_memory import PeakRSS  # noqa: E402  (benchmarks/ is the script's fold
 
 def main():
     from redundancy import load_task
-    from redundancy.activations import _batches, _pad, extract, set_threads
-    from redundancy.models import load_model
-    from redundancy.store import ActivationStore
+    from redundancy.representations.activations import _batches, _pad, extract, set_threads
+    from redundancy.representations.models import load_model
+    from redundancy.representations.store import ActivationStore
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="minilm")

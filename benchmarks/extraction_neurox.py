@@ -11,10 +11,10 @@ interleaved, medians of words per second:
 * **end to end**: NeuroX's ``extract_representations`` (loads the model, reads the corpus
   file, extracts, writes its output: JSON, its default and the format of the authors'
   pipeline, and HDF5; its per-sentence printing goes to /dev/null) against ours,
-  :func:`redundancy.models.load_model` + :func:`redundancy.activations.extract` (writes the
+  :func:`redundancy.representations.models.load_model` + :func:`redundancy.representations.activations.extract` (writes the
   memory-mapped store, with its checksums);
 * **extraction only**, the model already loaded: a loop of NeuroX's
-  ``extract_sentence_representations`` against :func:`redundancy.activations.word_activations`.
+  ``extract_sentence_representations`` against :func:`redundancy.representations.activations.word_activations`.
 
 Both take each word's **last** sub-word (the paper; NeuroX's ``aggregation="last"``). The
 vectors of the two are compared word by word and layer by layer: NeuroX's forward pass sees
@@ -94,9 +94,9 @@ def run(model_name: str = "minilm", task_name: str = "ptb-pos", split: str = "tr
     from neurox.data.extraction.transformers_extractor import extract_representations, get_model_and_tokenizer
 
     from redundancy import load_task
-    from redundancy.activations import extract, set_threads, word_activations
-    from redundancy.models import load_model
-    from redundancy.store import ActivationStore
+    from redundancy.representations.activations import extract, set_threads, word_activations
+    from redundancy.representations.models import load_model
+    from redundancy.representations.store import ActivationStore
 
     set_threads(threads)
     lm = load_model(model_name)

@@ -70,7 +70,7 @@ def _sync(device):
 
 
 def _probe(device, shuffle=True):
-    from redundancy.probe import LinearProbe
+    from redundancy.methods.probe import LinearProbe
 
     return LinearProbe(epochs=HP["epochs"], learning_rate=HP["lr"], batch_size=HP["batch_size"], l1=HP["l1"],
                        l2=HP["l2"], random_state=0, shuffle=shuffle, device=device)
@@ -139,7 +139,7 @@ def check_agreement(device, quick):
                     "dev_accuracy_cpu": float(cpu.score(Xd, yd)), "dev_accuracy_device": float(dev.score(Xd, yd)),
                     "max_abs_weight_diff": float(np.abs(cpu.coef_ - dev.coef_).max()),
                     "max_abs_weight": float(np.abs(cpu.coef_).max())}
-    from redundancy.selection import ProbeEvaluator
+    from redundancy.methods.selection import ProbeEvaluator
 
     sets = layer_sets(13, X.shape[1] // 13)
     ev = ProbeEvaluator((X, y), (Xd, yd), probe=_probe(device), n_layers=13)
@@ -150,8 +150,8 @@ def check_agreement(device, quick):
     # a tiny random BERT: activations on both devices
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from redundancy.activations import word_activations
-    from redundancy.models import load_model
+    from redundancy.representations.activations import word_activations
+    from redundancy.representations.models import load_model
 
     words = [f"w{i}" for i in range(200)]
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
@@ -214,7 +214,7 @@ def bench_probe(device, rows, layers, hidden, classes, repeats):
 
 
 def bench_layers(device, rows, layers, hidden, classes):
-    from redundancy.selection import ProbeEvaluator, layer_analysis
+    from redundancy.methods.selection import ProbeEvaluator, layer_analysis
 
     (X, y), (Xd, yd) = synthetic(rows, layers, hidden, classes)
     sets = layer_sets(layers, hidden)
@@ -250,7 +250,7 @@ def main(argv=None):
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA device is visible to torch: run this on the GPU machine, or --device cpu for a smoke test")
     only = set(a.only.split(","))
-    from redundancy.publish import machine
+    from redundancy.run.publish import machine
 
     on_gpu = a.device.startswith("cuda")
     doc = {"device": torch.cuda.get_device_name(torch.device(a.device)) if on_gpu else machine()["cpu"],

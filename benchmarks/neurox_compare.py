@@ -5,12 +5,12 @@ Measures, on the activations of the default run (MiniLM, Penn Treebank POS sampl
 * probe training time and test accuracy, same hyper-parameters (Adam, lr 1e-3,
   10 epochs, batch 128, L1 = L2 = 1e-5): ``neurox.interpretation.linear_probe
   .train_logistic_regression_probe`` on an in-memory float32 matrix vs
-  :class:`redundancy.probe.LinearProbe` on the same matrix and on the memory-mapped store;
+  :class:`redundancy.methods.probe.LinearProbe` on the same matrix and on the memory-mapped store;
 * LCA ranking time (``get_neuron_ordering``, ``search_stride=1000``) on the same weights,
   and whether the neurons entering at every step agree;
 * correlation clustering (``c_t = 0.3``) time and peak memory: NeuroX's
   ``create_correlation_clusters`` (``np.corrcoef`` + ``scipy`` average linkage) vs
-  :class:`redundancy.clustering.CorrelationClustering`, each in a fresh child process so
+  :class:`redundancy.methods.clustering.CorrelationClustering`, each in a fresh child process so
   that peak memory is its own, on the same in-memory float32 activations (the peak is
   measured above the resident set with the data loaded: the working memory); and the
   agreement of the two partitions (adjusted Rand index).
@@ -49,7 +49,7 @@ def _quiet():
 
 
 def _cluster_child(which: str, run: str, model: str, task: str, threshold: float, q):
-    from redundancy.pipeline import open_run
+    from redundancy.representations.runs import open_run
 
     # the same in-memory float32 matrix for both, loaded before the baseline is taken, so
     # that the peak above it is each method's working memory (a memmap's pages would count
@@ -58,7 +58,7 @@ def _cluster_child(which: str, run: str, model: str, task: str, threshold: float
     if which == "neurox":
         from neurox.interpretation.clustering import create_correlation_clusters
     else:
-        from redundancy.clustering import CorrelationClustering
+        from redundancy.methods.clustering import CorrelationClustering
     base, t0 = _rss_mib(), time.perf_counter()
     with _PeakRSS() as peak:
         if which == "neurox":
@@ -92,7 +92,7 @@ def probes(tr, te, repeats):
     import torch
     from neurox.interpretation import linear_probe as nx
 
-    from redundancy.probe import LinearProbe
+    from redundancy.methods.probe import LinearProbe
 
     X = np.ascontiguousarray(tr.flat(), dtype=np.float32)
     y = np.asarray(tr.labels, dtype=np.int64)
@@ -128,7 +128,7 @@ def probes(tr, te, repeats):
 def ranking(models, repeats):
     from neurox.interpretation import linear_probe as nx
 
-    from redundancy.ranking import lca_ranking
+    from redundancy.methods.ranking import lca_ranking
 
     m = models["neurox"]
     W = m.linear.weight.detach().cpu().numpy()
@@ -169,7 +169,7 @@ def main(argv=None):
         sys.exit("NeuroX is not installed: .venv/bin/python -m pip install --no-deps -r benchmarks/requirements.txt")
     import torch
 
-    from redundancy.pipeline import open_run
+    from redundancy.representations.runs import open_run
 
     torch.set_num_threads(os.cpu_count() or 1)
     tr = open_run(a.run, a.model, a.task, "train")

@@ -6,7 +6,7 @@ interleaved runs, and ratios (NeuroX / ours: above 1 means this library is faste
 
 ``probe``
     One probe on all neurons: ``neurox.interpretation.linear_probe
-    .train_logistic_regression_probe`` vs :class:`redundancy.probe.LinearProbe`, test
+    .train_logistic_regression_probe`` vs :class:`redundancy.methods.probe.LinearProbe`, test
     accuracy of both. A lower bound on this machine is printed beside them: the time of
     the probe's two matrix products per mini-batch (forward ``X_b W^T``, backward
     ``G^T X_b``, in the faster of two layouts) and nothing else. Ours is also timed with
@@ -15,13 +15,13 @@ interleaved runs, and ratios (NeuroX / ours: above 1 means this library is faste
 ``layers``
     The layer sweep of section 6.1 (every layer alone, every prefix ``0..l``, the oracle):
     the same probes trained one by one with NeuroX vs
-    :func:`redundancy.selection.layer_analysis` (``prefixes=True``), which trains them in
+    :func:`redundancy.methods.selection.layer_analysis` (``prefixes=True``), which trains them in
     one pass; and the largest difference in dev accuracy between ours trained together and
     ours trained one by one (the same optimisation, so it should be ~0).
 ``minimal``
     The minimal-set search of section 6.2 on the reference grid (0.1%, 0.2%, ... of all
     neurons) with the same ranking and target on both sides: NeuroX retrains from scratch
-    for every ``k`` until one passes, ours is :func:`redundancy.selection.minimal_neuron_set`
+    for every ``k`` until one passes, ours is :func:`redundancy.methods.selection.minimal_neuron_set`
     (grid points trained 16 at a time). Both report the ``k`` they chose.
 ``scaling`` and ``rows``
     One probe's cost against its size: the first ``--sizes`` neurons (all rows), or the
@@ -91,7 +91,7 @@ def neurox_accuracy(model, X, y) -> float:
 def ours_probe(shuffle=True):
     """Ours with the paper's hyper-parameters; ``shuffle=False`` visits the rows in their stored
     order every epoch, as NeuroX (and the authors' code) do: the same mini-batches as NeuroX."""
-    from redundancy.probe import LinearProbe
+    from redundancy.methods.probe import LinearProbe
 
     return LinearProbe(epochs=HP["epochs"], learning_rate=HP["lr"], batch_size=HP["batch_size"], l1=HP["l1"],
                        l2=HP["l2"], random_state=0, shuffle=shuffle)
@@ -133,7 +133,7 @@ def bare_products(X, C, epochs=HP["epochs"], bs=HP["batch_size"]):
 def load_data(a):
     """(train X, y), (dev X, y), (test X, y), n_layers, hidden, description."""
     if a.data == "run":
-        from redundancy.pipeline import open_run
+        from redundancy.representations.runs import open_run
 
         sp = [open_run(a.run, a.model, a.task, s) for s in ("train", "dev", "test")]
         out = [(np.ascontiguousarray(e.flat(), dtype=np.float32), np.asarray(e.labels, dtype=np.int64)) for e in sp]
@@ -197,7 +197,7 @@ def warm_up(tr):
 
 
 def layer_sets(n_layers, hidden):
-    from redundancy.selection import layer_neurons
+    from redundancy.methods.selection import layer_neurons
 
     sets = [("oracle", np.arange(n_layers * hidden))]
     sets += [(f"layer {l}", layer_neurons([l], hidden)) for l in range(n_layers)]
@@ -206,7 +206,7 @@ def layer_sets(n_layers, hidden):
 
 
 def bench_layers(tr, dv, n_layers, hidden, repeats):
-    from redundancy.selection import ProbeEvaluator, layer_analysis
+    from redundancy.methods.selection import ProbeEvaluator, layer_analysis
 
     sets = layer_sets(n_layers, hidden)
     X, y = tr
@@ -241,7 +241,7 @@ def bench_layers(tr, dv, n_layers, hidden, repeats):
 
 
 def bench_minimal(tr, dv, n_layers, hidden, delta, repeats):
-    from redundancy.selection import MAX_FEATURES_GRID, ProbeEvaluator, grid_sizes, minimal_neuron_set
+    from redundancy.methods.selection import MAX_FEATURES_GRID, ProbeEvaluator, grid_sizes, minimal_neuron_set
 
     X, y = tr
     ev = ProbeEvaluator(tr, dv, probe=ours_probe(), n_layers=n_layers)

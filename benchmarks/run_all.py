@@ -84,7 +84,7 @@ def paper_scale(folder: Path = ROOT / "data" / "paper-scale") -> dict | None:
     if not f.exists():
         return None
     sys.path.insert(0, str(ROOT / "lib"))
-    from redundancy.publish import GOAL_GB, GOAL_HOURS, summary
+    from redundancy.run.publish import GOAL_GB, GOAL_HOURS, summary
 
     prov = json.loads(f.read_text())
     entries = prov.get("pipeline", {}).get("entries", [])

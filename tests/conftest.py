@@ -163,8 +163,8 @@ def make_token_task(train, dev=None, test=None, name="toy-tokens", unseen_labels
 
     ``dev`` and ``test`` default to ``train``.
     """
-    from redundancy.io import TokenCorpus
-    from redundancy.tasks import TaskData, _finalise
+    from redundancy.data.readers import TokenCorpus
+    from redundancy.data.tasks import TaskData, _finalise
 
     def corpus(sents, split):
         return TokenCorpus(tokens=[[w for w, _ in s] for s in sents], tags=[[t for _, t in s] for s in sents],
@@ -181,8 +181,8 @@ def make_sentence_task(train, dev=None, test=None, name="toy-sentences", regress
 
     ``dev`` and ``test`` default to ``train``.
     """
-    from redundancy.io import SentenceCorpus
-    from redundancy.tasks import TaskData, _finalise
+    from redundancy.data.readers import SentenceCorpus
+    from redundancy.data.tasks import TaskData, _finalise
 
     def corpus(items, split):
         items = list(items)
@@ -205,3 +205,44 @@ def token_task_factory():
 @pytest.fixture
 def sentence_task_factory():
     return make_sentence_task
+
+
+# --------------------------------------------------------------------------------------
+# a tiny run (model x tasks) for the notebooks and the sections end to end
+
+TINY_WORDS = ["the/DT", "cat/NN", "sat/VBD", "a/DT", "dog/NN", "ran/VBD", "fast/RB", "red/JJ", "book/NN", "was/VBD"]
+
+
+def _tiny_run(tmp: Path, tiny_bert: str) -> Path:
+    """A tiny run: the tiny BERT, a POS task and an SST-2 folder of a few sentences each."""
+    import yaml
+
+    rng = __import__("random").Random(0)
+    pos = tmp / "pos"
+    pos.mkdir()
+    for split, n in (("train", 60), ("dev", 20), ("test", 20)):
+        lines = []
+        for _ in range(n):
+            ws = [rng.choice(TINY_WORDS) for _ in range(rng.randint(3, 7))]
+            lines.append("\n".join(w.replace("/", " ") for w in ws) + "\n")
+        (pos / f"{split}.txt").write_text("\n".join(lines))
+    glue = tmp / "SST-2"
+    glue.mkdir()
+    rows = [("the cat sat", 1), ("the dog ran fast", 0), ("a big red book", 1), ("it was slow", 0),
+            ("a fine cat", 1), ("the slow dog", 0)] * 8
+    (glue / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in rows))
+    (glue / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in rows[:12]))
+    cfg = {"name": "tiny-book", "models": [tiny_bert], "results_dir": str(tmp / "results"),
+           "finetune": {"epochs": 1, "batch_size": 8, "seed": 1},
+           "tasks": {"pos": {"train": str(pos / "train.txt"), "dev": str(pos / "dev.txt"),
+                             "test": str(pos / "test.txt")},
+                     "sst-2": {"path": str(glue)}}}
+    path = tmp / "tiny.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_bert) -> Path:
+    """The configuration file of a tiny run, its data and results under ``tmp_path``."""
+    return _tiny_run(tmp_path, tiny_bert)

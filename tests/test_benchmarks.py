@@ -20,7 +20,7 @@ def test_forward_flops_equal_the_encoders_arithmetic(tiny_bert):
     the feed-forward plus 4T^2 H for attention (Q K^T and the weights times V), plus the
     pooler's 2H^2. Counting twice in one process gives the same (the attention formula is
     registered once)."""
-    from redundancy.models import load_model
+    from redundancy.representations.models import load_model
 
     bounds = _bounds()
     lm = load_model(tiny_bert)

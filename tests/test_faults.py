@@ -18,8 +18,8 @@ TOKENS = "the DT\ncat NN\nsat VBD\n\na DT\ndog NN\nran VBD\nfast RB\n\nthe DT\nr
 # the tiny configuration: a token task and a fine-tuned sentence task, every analysis section
 SCRIPT = textwrap.dedent("""
     import sys
-    from redundancy import study as S
-    from redundancy.study import Study
+    from redundancy.paper import sections as S
+    from redundancy.paper.sections import Study
     study = Study(sys.argv[1], progress=False)
     study.ensure()
     S.section_cka(study)

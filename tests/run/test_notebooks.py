@@ -1,0 +1,178 @@
+"""Every notebook under papermill on a tiny model and tiny data, then a small book from the outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from redundancy.run.notebooks import notebooks, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[2]
+def _text_outputs(nb: dict) -> str:
+    out = []
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            out.append("".join(o.get("text", "")) + "".join(o.get("traceback", [])))
+            out.append(json.dumps(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+def test_notebooks_run_and_book_builds(tmp_path, tiny_run, monkeypatch):
+    config = tiny_run
+    executed = tmp_path / "book" / "executed"
+    params = {"n_sentences": 6, "repeats": 1, "thresholds": [0.0, 0.3, 0.7]}
+    logs = []
+    status = run_notebooks(config, executed, params=params, log=logs.append, timeout=600)
+    assert status == {nb.name: "ran" for nb in notebooks()}, "\n".join(logs)
+    for nb in executed.glob("*.ipynb"):
+        text = _text_outputs(json.loads(nb.read_text()))
+        assert "Traceback" not in text and "Error" not in text.replace("UserWarning", ""), nb.name
+    # results are written as data, keyed by the run
+    res = tmp_path / "results" / "tiny-book"
+    for f in ("cka/cka.csv", "clustering/sweep.csv", "layers/layers.csv", "minimal_sets/minimal_sets.csv",
+              "ls_ccfs/ls_ccfs.csv", "timing/forward.csv", "minimal_sets/minimal_sets_99.csv"):
+        assert (res / f).exists(), f
+    assert not (res / "claims").exists()  # no notebook writes verdicts for another to read
+    # unchanged inputs: everything is skipped
+    again = run_notebooks(config, executed, params=params, log=lambda *a: None)
+    assert set(again.values()) == {"skipped"}
+    # publish the run (as `bash run.sh paper-scale` does) and show it on the paper-scale pages
+    from redundancy.run.publish import publish
+
+    note = "a tiny run in a test, nothing else beside it"
+    pub = publish(config, tmp_path / "published", log=lambda *a: None, note=note)
+    prov = json.loads((pub / "provenance.json").read_text())
+    assert prov["run"] == "tiny-book" and len(prov["notebooks"]) == len(notebooks())
+    assert prov["note"] == note
+    assert all(v["wall_time_s"] > 0 and v["peak_rss_mib"] > 0 for v in prov["notebooks"].values())
+    assert (pub / "results" / "layers" / "layers.csv").read_bytes() == (res / "layers" / "layers.csv").read_bytes()
+    assert not list((pub / "results").rglob("*.ipynb")) and not (pub / "results" / "activations.json").exists()
+    # publishing judges every claim with the library and keeps the records per model
+    records = json.loads((pub / "results" / "claims" / "verdicts.json").read_text())
+    assert {r["claim_id"] for r in records} >= {"task_specific_92", "ccfs_97_10", "layers_token_sentence"}
+    assert all({"criterion", "paper_value", "ours", "ours_low", "margin", "outcome", "seeds"} <= set(r) for r in records)
+    shown = run_notebooks(config, executed, only=["08", "10"], params={"published": str(pub)}, force=True,
+                          log=logs.append)
+    assert set(shown.values()) == {"ran"}, "\n".join(logs)
+
+    # a small book from these outputs, built strictly
+    book = tmp_path / "book"
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    shutil.copy(ROOT / "book" / "references.bib", book / "references.bib")
+    (book / "intro.md").write_text("# Tiny book\n\nThe notebooks on a tiny model.\n")
+    toc = {"format": "jb-book", "root": "book/intro",
+           "chapters": [{"file": f"book/executed/{nb.stem}"} for nb in notebooks()]}
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc))
+    r = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(tmp_path), "-W", "-n",
+                        "--keep-going", "-q"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    html = tmp_path / "_build" / "html" / "book" / "executed"
+    for nb in notebooks():
+        page = (html / f"{nb.stem}.html").read_text()
+        assert "Traceback" not in page, nb.stem
+        if nb.stem not in ("01_data", "08_reproduction", "11_troubleshooting"):
+            assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", page), f"{nb.stem} has no figure"
+    # glued numbers reached the prose
+    assert "Failed to format" not in r.stderr
+    assert note in (html / "10_paper_scale.html").read_text()  # the run's conditions, beside its times
+    cka_page = (html / "02_cka.html").read_text()
+    assert re.search(r"mean CKA of\s*<span[^>]*>\s*<span[^>]*>0\.\d{3}", cka_page) or "mean CKA of" in cka_page
+
+
+def test_failing_notebook_is_reported_and_others_run(tmp_path, tiny_run):
+    config = tiny_run
+    logs = []
+    status = run_notebooks(config, tmp_path / "out", only=["01", "02"], params={"general_task": "no-such-task"},
+                           log=logs.append)
+    assert status["01_data.ipynb"] == "ran"
+    assert status["02_cka.ipynb"].startswith("failed: cell") and "no-such-task" in status["02_cka.ipynb"]
+    assert any("FAILED" in line for line in logs)
+    # a notebook that did not finish (failed, or killed) has no stamp: the next batch runs it
+    # again, and skips the one that finished
+    again = run_notebooks(config, tmp_path / "out", only=["01", "02"], params={"general_task": "no-such-task"},
+                          log=lambda *a: None)
+    assert again["01_data.ipynb"] == "skipped" and again["02_cka.ipynb"].startswith("failed")
+    runs = json.loads((tmp_path / "results" / "tiny-book" / "notebooks.json").read_text())
+    assert runs["01_data.ipynb"]["status"] == "ran" and runs["02_cka.ipynb"]["status"].startswith("failed")
+    # each batch that ran a notebook keeps the ones before it on record (01 was skipped the
+    # second time, so it has one record; 02 ran twice)
+    assert runs["01_data.ipynb"]["earlier"] == []
+    earlier = runs["02_cka.ipynb"]["earlier"]
+    assert len(earlier) == 1 and earlier[0]["status"].startswith("failed") and "earlier" not in earlier[0]
+    assert runs["01_data.ipynb"]["peak_rss_mib"] > 50  # the kernel's memory was seen
+    # anonymous memory is part of the resident set (file-backed pages left out), and a
+    # Python kernel with numpy loaded allocates tens of MiB of its own
+    assert 20 < runs["01_data.ipynb"]["peak_anon_mib"] <= runs["01_data.ipynb"]["peak_rss_mib"]
+
+
+def test_cli_exit_status_and_bad_config(tmp_path):
+    from redundancy.__main__ import main
+
+    with pytest.raises(FileNotFoundError, match="not found"):
+        run_notebooks(tmp_path / "missing.yml", tmp_path / "out")
+    assert main(["notebooks", "--config", str(tmp_path / "missing.yml"), "--output", str(tmp_path / "o")]) == 2
+    with pytest.raises(ValueError, match="no notebook matches"):
+        run_notebooks(ROOT / "configs" / "default.yml", tmp_path / "out", only=["zz-none"])
+
+
+def test_changed_published_data_reruns_the_notebooks_that_read_it(tmp_path, monkeypatch):
+    """A notebook's skip stamp covers the committed data it reads (the published paper-scale
+    results, the benchmark results, the paper's tables), not only its source and config."""
+    from redundancy.run import notebooks as batch
+
+    nb = ROOT / "notebooks" / "10_paper_scale.ipynb"
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    (pub / "provenance.json").write_text('{"run": "a"}')
+    cfg = ROOT / "configs" / "default.yml"
+    a = batch._stamp(nb, cfg, {}, {"published": str(pub)})
+    assert a == batch._stamp(nb, cfg, {}, {"published": str(pub)})
+    (pub / "provenance.json").write_text('{"run": "b"}')
+    assert batch._stamp(nb, cfg, {}, {"published": str(pub)}) != a
+    # the performance chapter: the benchmark results, and the GPU check's beside them once it exists
+    perf = ROOT / "notebooks" / "09_performance.ipynb"
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "results.json").write_text("{}")
+    reads = {"benchmarks": str(bench / "results.json")}
+    b = batch._stamp(perf, cfg, {}, reads)
+    (bench / "gpu.json").write_text('{"device": "a GPU"}')
+    assert batch._stamp(perf, cfg, {}, reads) != b
+    # a notebook that reads no published data is not affected
+    other = ROOT / "notebooks" / "04_layers.ipynb"
+    assert batch._stamp(other, cfg, {}, {}) == batch._stamp(other, cfg, {}, {})
+
+
+def test_kernel_memory_separates_mapped_file_pages(tmp_path):
+    """The batch runner's two memory measures against the kernel's own accounting
+    (/proc/PID/status): a child that allocates 96 MiB and reads a 64 MiB memory-mapped file
+    has both in its resident set, only the allocation in its anonymous memory."""
+    from redundancy.run.notebooks import _children_rss
+
+    data = tmp_path / "mapped.bin"
+    data.write_bytes(b"\x01" * (64 << 20))
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import numpy as np, sys, time\n"
+         "a = np.ones(96 << 20, dtype=np.uint8)\n"
+         f"m = np.memmap({str(data)!r}, dtype=np.uint8, mode='r')\n"
+         "print(int(m.sum()), flush=True)\n"
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == str(64 << 20)  # every mapped page was read
+        rss, anon = _children_rss(), _children_rss(anonymous=True)
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{child.pid}/status").read_text().splitlines())
+        kib = {k: int(status[k].split()[0]) * 1024 for k in ("VmRSS", "RssAnon", "RssFile")}
+    finally:
+        child.kill()
+        child.wait()
+    assert abs(rss - kib["VmRSS"]) < 4 << 20
+    assert abs(anon - kib["RssAnon"]) < 4 << 20
+    assert anon >= 96 << 20 and rss - anon >= 64 << 20
