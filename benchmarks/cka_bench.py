@@ -30,11 +30,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -74,15 +70,7 @@ def synthetic_layers(tokens: int, n_layers: int = 13, hidden: int = 768, seed: i
     return out
 
 
-from peak_memory import PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
-
-
-def _timed(fn):
-    with PeakRSS() as mem:
-        t0 = time.perf_counter()
-        value = fn()
-        seconds = time.perf_counter() - t0
-    return value, seconds, mem.extra_mib
+from harness import cli, interleaved, paired, summary  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def ckatorch_matrix(A: np.ndarray) -> np.ndarray:
@@ -115,27 +103,14 @@ def run(tokens: int, baseline_tokens: int, n_layers: int = 13, hidden: int = 768
     methods = {"bound": lambda: Z.T @ Z,
                "ours": lambda: linear_cka_matrix(A),
                "ours_list": lambda: linear_cka_matrix(as_list)}
-    runs = {k: [] for k in methods}
-    values = {}
     # warm-up: imports (ours loads scipy.linalg.blas lazily), both BLAS thread pools, and this
     # process's first touch of the memory it reuses
     Z.T @ Z
     linear_cka_matrix(A[:64])
-    for rep in range(repeats):
-        for name, fn in methods.items():
-            v, s, mb = _timed(fn)
-            runs[name].append({"seconds": s, "peak_extra_mib": mb})
-            if name != "bound":
-                values[name] = v
-            del v
-            print(f"  rep {rep + 1}/{repeats} {name:10s} {s:8.2f} s  +{mb:7.0f} MiB", flush=True)
+    runs, values = interleaved(methods, repeats, keep=("ours", "ours_list"))
     out = {"config": {"tokens": tokens, "layers": n_layers, "hidden": hidden, "neurons": n_layers * hidden,
-                      "repeats": repeats, "seed": seed, "data_seconds": gen_seconds, "cpus": os.cpu_count(),
-                      "machine": platform.machine(), "numpy": np.__version__, "torch": torch.__version__}}
-    for name, rs in runs.items():
-        out[name] = {"seconds_median": statistics.median(r["seconds"] for r in rs),
-                     "seconds": [r["seconds"] for r in rs],
-                     "peak_extra_mib_median": statistics.median(r["peak_extra_mib"] for r in rs)}
+                      "repeats": repeats, "seed": seed, "data_seconds": gen_seconds, "cpus": os.cpu_count()}}
+    out.update({name: summary(rs) for name, rs in runs.items()})
     M = values["ours"]
     out["ours"]["matrix"] = M.tolist()
     out["ours"]["list_input_max_abs_difference"] = float(np.abs(values["ours_list"] - M).max())
@@ -143,9 +118,7 @@ def run(tokens: int, baseline_tokens: int, n_layers: int = 13, hidden: int = 768
         M64 = linear_cka_matrix(A, dtype=np.float64)
         out["ours"]["float32_vs_float64_max_abs_difference"] = float(np.abs(M - M64).max())
     ratios = {"ours_over_bound_time": out["ours"]["seconds_median"] / out["bound"]["seconds_median"],
-              # median over repetitions of ours_i / bound_i: each pair ran back to back
-              "ours_over_bound_time_paired": statistics.median(
-                  o["seconds"] / b["seconds"] for o, b in zip(runs["ours"], runs["bound"]))}
+              "ours_over_bound_time_paired": paired(runs["ours"], runs["bound"])}
 
     if baseline:
         try:
@@ -155,22 +128,11 @@ def run(tokens: int, baseline_tokens: int, n_layers: int = 13, hidden: int = 768
                      "benchmarks/requirements.txt")
         sub = np.ascontiguousarray(A[:baseline_tokens])
         small = {"ckatorch": lambda: ckatorch_matrix(sub), "ours": lambda: linear_cka_matrix(sub)}
-        small_runs = {k: [] for k in small}
-        small_values = {}
-        for rep in range(baseline_repeats):
-            for name, fn in small.items():
-                v, s, mb = _timed(fn)
-                small_runs[name].append({"seconds": s, "peak_extra_mib": mb})
-                small_values[name] = v
-                print(f"  {baseline_tokens} tokens, rep {rep + 1}/{baseline_repeats} {name:8s} {s:8.2f} s  "
-                      f"+{mb:7.0f} MiB", flush=True)
+        small_runs, small_values = interleaved(small, baseline_repeats, label=f"{baseline_tokens} tokens, ")
         out["baseline"] = {"package": f"ckatorch {getattr(ckatorch, '__version__', '1.0.3')}",
                            "tokens": baseline_tokens, "repeats": baseline_repeats,
                            "pairs": n_layers * (n_layers + 1) // 2}
-        for name, rs in small_runs.items():
-            out["baseline"][name] = {"seconds_median": statistics.median(r["seconds"] for r in rs),
-                                     "seconds": [r["seconds"] for r in rs],
-                                     "peak_extra_mib_median": statistics.median(r["peak_extra_mib"] for r in rs)}
+        out["baseline"].update({name: summary(rs) for name, rs in small_runs.items()})
         diff = np.abs(small_values["ours"] - small_values["ckatorch"])
         out["baseline"]["max_abs_difference"] = float(diff.max())
         out["baseline"]["ckatorch_matrix"] = small_values["ckatorch"].tolist()
@@ -232,8 +194,7 @@ def report(out: dict) -> None:
         print(f"max |ours - ckatorch|    {b['max_abs_difference']:.2e}   (target <= 1e-6)")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _arguments(ap):
     ap.add_argument("--tokens", type=int, default=44000)
     ap.add_argument("--layers", type=int, default=13)
     ap.add_argument("--hidden", type=int, default=768)
@@ -245,15 +206,12 @@ def main(argv=None):
     ap.add_argument("--check-float64", action="store_true",
                     help="also compare ours with float64 products at full size")
     ap.add_argument("--no-baseline", action="store_true", help="skip the PyPI package")
-    ap.add_argument("--json", help="also write the results here")
-    a = ap.parse_args(argv)
-    out = run(a.tokens, min(a.baseline_tokens, a.tokens), a.layers, a.hidden, a.repeats, a.baseline_repeats,
-              a.seed, a.check_float64, not a.no_baseline)
-    report(out)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return out
+
+
+def main(argv=None):
+    return cli(__doc__, _arguments, lambda a: run(a.tokens, min(a.baseline_tokens, a.tokens), a.layers, a.hidden,
+                                                  a.repeats, a.baseline_repeats, a.seed, a.check_float64,
+                                                  not a.no_baseline), report, argv)
 
 
 if __name__ == "__main__":

@@ -46,13 +46,10 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -115,7 +112,7 @@ def synthetic_activations(tokens: int, neurons: int, seed: int = 0, group_size: 
 # --------------------------------------------------------------------------------------
 # peak memory
 
-from peak_memory import PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
+from harness import PeakRSS, cli, paired, summary  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 # --------------------------------------------------------------------------------------
@@ -260,15 +257,10 @@ def run(tokens: int, neurons: int, threshold: float = 0.3, repeats: int = 3, see
                       flush=True)
     out = {"config": {"tokens": tokens, "neurons": neurons, "threshold": threshold, "repeats": repeats,
                       "seed": seed, "data_seconds": gen_seconds, "cpus": os.cpu_count(),
-                      "warm_gib": warm_gib, "warm_seconds": warm_seconds,
-                      "machine": platform.machine(), "numpy": np.__version__}}
+                      "warm_gib": warm_gib, "warm_seconds": warm_seconds}}
     for m, rs in runs.items():
         labels = rs[0]["labels"]
-        out[m] = {"seconds_median": statistics.median(r["seconds"] for r in rs),
-                  "seconds": [r["seconds"] for r in rs],
-                  "peak_extra_mib_median": statistics.median(r["peak_extra_mib"] for r in rs),
-                  "peak_extra_mib": [r["peak_extra_mib"] for r in rs],
-                  "n_clusters": int(len(set(labels)))}
+        out[m] = {**summary(rs), "n_clusters": int(len(set(labels)))}
         if m == "bound":
             for key in ("product_seconds", "linkage_seconds"):
                 out[m][key + "_median"] = statistics.median(r[key] for r in rs)
@@ -284,17 +276,14 @@ def run(tokens: int, neurons: int, threshold: float = 0.3, repeats: int = 3, see
                             "n_clusters_reference": out["reference"]["n_clusters"]}
     ratios = {}
 
-    def paired(a, b):  # median over repetitions of a_i / b_i: each pair ran back to back
-        return statistics.median(x["seconds"] / y["seconds"] for x, y in zip(runs[a], runs[b]))
-
     if "ours" in runs:
         t = out["ours"]["seconds_median"]
         if "bound" in runs:
             ratios["ours_over_bound_time"] = t / out["bound"]["seconds_median"]
-            ratios["ours_over_bound_time_paired"] = paired("ours", "bound")
+            ratios["ours_over_bound_time_paired"] = paired(runs["ours"], runs["bound"])
         if "reference" in runs:
             ratios["reference_over_ours_time"] = out["reference"]["seconds_median"] / t
-            ratios["reference_over_ours_time_paired"] = paired("reference", "ours")
+            ratios["reference_over_ours_time_paired"] = paired(runs["reference"], runs["ours"])
             ratios["ours_over_reference_peak_memory"] = (out["ours"]["peak_extra_mib_median"]
                                                          / out["reference"]["peak_extra_mib_median"])
     out["ratios"] = ratios
@@ -329,8 +318,7 @@ def report(out: dict) -> None:
               f"clusters ours {a['n_clusters_ours']} / reference {a['n_clusters_reference']}")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _arguments(ap):
     ap.add_argument("--tokens", type=int, default=44000)
     ap.add_argument("--neurons", type=int, default=13 * 768)
     ap.add_argument("--threshold", type=float, default=0.3)
@@ -340,15 +328,14 @@ def main(argv=None):
                     help=f"comma-separated subset of {','.join(METHODS)}")
     ap.add_argument("--workdir", help="folder for the temporary copy of the data (default: the system's)")
     ap.add_argument("--warm-gib", type=float, help="memory to touch first (default: what the reference needs)")
-    ap.add_argument("--json", help="also write the results here")
-    a = ap.parse_args(argv)
-    methods = tuple(m for m in METHODS if m in a.methods.split(","))
-    out = run(a.tokens, a.neurons, a.threshold, a.repeats, a.seed, methods, a.workdir, a.warm_gib)
-    report(out)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return out
+
+
+def main(argv=None):
+    def _run(a):
+        methods = tuple(m for m in METHODS if m in a.methods.split(","))
+        return run(a.tokens, a.neurons, a.threshold, a.repeats, a.seed, methods, a.workdir, a.warm_gib)
+
+    return cli(__doc__, _arguments, _run, report, argv)
 
 
 if __name__ == "__main__":

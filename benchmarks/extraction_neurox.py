@@ -46,12 +46,9 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -64,6 +61,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bounds import PRODUCT_SIZES, best_product_rate, forward_flops  # noqa: E402  (benchmarks/ is the script's folder)
+from harness import cli, extraction_header  # noqa: E402
 warnings.filterwarnings("ignore")
 
 
@@ -167,8 +165,7 @@ def run(model_name: str = "minilm", task_name: str = "ptb-pos", split: str = "tr
     out = {"config": {"model": model_name, "model_path": model_path, "task": task_name, "split": split,
                       "sentences": len(sentences), "words": n_words, "layers": lm.n_layers,
                       "hidden": lm.hidden_size, "reps": reps, "max_batch_tokens": max_batch_tokens,
-                      "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                      "machine": platform.machine(), "torch": torch.__version__}}
+                      "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}}
     for name, ts in times.items():
         med = statistics.median(ts)
         out[name] = {"seconds_median": med, "seconds": ts, "words_per_second": n_words / med}
@@ -227,9 +224,7 @@ def target_rows(out: dict) -> list[dict]:
 
 def report(out: dict) -> None:
     c = out["config"]
-    print(f"\nextraction, {c['model']} ({c['layers']} x {c['hidden']}), {c['task']}/{c['split']}: first "
-          f"{c['sentences']} sentences, {c['words']} words; torch threads {c['torch_threads']}; "
-          f"{c['reps']} reps, medians")
+    print(f"\nextraction vs NeuroX, {extraction_header(c)} (first sentences of the split), medians")
     print(f"{'method':48s} {'seconds':>8s} {'words/s':>9s}")
     names = {"neurox_end_to_end_json": "NeuroX extract_representations (load + json)",
              "neurox_end_to_end_hdf5": "NeuroX extract_representations (load + hdf5)",
@@ -252,8 +247,7 @@ def report(out: dict) -> None:
           f"relative {a['max_relative_difference']:.1e}); words not compared: {a['words_not_compared']}")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _arguments(ap):
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--task", default="ptb-pos")
     ap.add_argument("--split", default="train")
@@ -261,19 +255,19 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--max-batch-tokens", type=int, default=2048)
     ap.add_argument("--threads", type=int, help="torch threads for both (default: every core)")
-    ap.add_argument("--json", help="also write the results here")
-    a = ap.parse_args(argv)
+
+
+def _run(a):
     try:
         import neurox.data.extraction.transformers_extractor  # noqa: F401
     except ImportError as e:
         sys.exit(f"NeuroX's extractor cannot be imported ({e}): .venv/bin/python -m pip install --no-deps "
                  "-r benchmarks/requirements.txt")
-    out = run(a.model, a.task, a.split, a.sentences, a.reps, a.max_batch_tokens, a.threads)
-    report(out)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return out
+    return run(a.model, a.task, a.split, a.sentences, a.reps, a.max_batch_tokens, a.threads)
+
+
+def main(argv=None):
+    return cli(__doc__, _arguments, _run, report, argv)
 
 
 if __name__ == "__main__":

@@ -250,13 +250,14 @@ def main(argv=None):
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA device is visible to torch: run this on the GPU machine, or --device cpu for a smoke test")
     only = set(a.only.split(","))
-    from redundancy.run.publish import machine
+    from redundancy.provenance import library_versions, machine
 
     on_gpu = a.device.startswith("cuda")
     doc = {"device": torch.cuda.get_device_name(torch.device(a.device)) if on_gpu else machine()["cpu"],
            "device_type": "cuda" if on_gpu else "cpu",
            "torch": torch.__version__, "python": platform.python_version(), "quick": a.quick,
-           "date": time.strftime("%Y-%m-%d"), "hyper_parameters": HP}
+           "date": time.strftime("%Y-%m-%d"), "hyper_parameters": HP,
+           "provenance": {"machine": machine(), "versions": library_versions()}}
     t0 = time.perf_counter()
 
     def save():

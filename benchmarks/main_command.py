@@ -16,10 +16,6 @@ removed at the end unless ``--keep``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -28,6 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import cli  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def timed(cmd, cwd, log):
@@ -42,18 +40,17 @@ def folder_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", help="also write the results here")
+def _arguments(ap):
     ap.add_argument("--keep", action="store_true", help="keep the clone")
-    a = ap.parse_args(argv)
+
+
+def _run(a):
     commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
     work = Path(tempfile.mkdtemp(prefix="redundancy-clone-"))
     clone = work / "repo"
     subprocess.check_call(["git", "clone", "-q", str(ROOT), str(clone)])
     env_log, first_log, second_log = (work / f"{n}.log" for n in ("env", "first", "second"))
-    out = {"benchmark": "main_command", "commit": commit, "date": time.strftime("%Y-%m-%d"),
-           "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}}
+    out = {"benchmark": "main_command", "commit": commit, "date": time.strftime("%Y-%m-%d")}
     steps = [("env", ["bash", "run.sh", "env"], env_log), ("first_run", ["bash", "run.sh"], first_log),
              ("second_run", ["bash", "run.sh"], second_log)]
     for name, cmd, log in steps:
@@ -68,14 +65,15 @@ def main(argv=None):
         out["book_mib"] = round(folder_size(html) / 2**20, 1)
         out["book_pages"] = len(list(html.rglob("*.html")))
         print(f"book       {out['book_mib']} MiB, {out['book_pages']} HTML pages")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(out, indent=2))
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"clone kept at {clone}")
     return out
+
+
+def main(argv=None):
+    return cli(__doc__, _arguments, _run, None, argv)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,8 @@ Usage (after ``bash run.sh``, which makes the activations)::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -40,8 +38,9 @@ import numpy as np
 HP = dict(l1=1e-5, l2=1e-5, epochs=10, batch_size=128, lr=1e-3)
 
 
-from peak_memory import PeakRSS as _PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
-from peak_memory import rss_mib as _rss_mib  # noqa: E402
+from harness import PeakRSS as _PeakRSS  # noqa: E402  (benchmarks/ is the script's folder)
+from harness import cli  # noqa: E402
+from harness import rss_mib as _rss_mib  # noqa: E402
 
 
 def _quiet():
@@ -154,15 +153,15 @@ def ranking(models, repeats):
             "same_neurons_per_step": bool(same_sets), "n_ranked_neurox": len(order), "n_neurons": int(W.shape[1])}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _arguments(ap):
     ap.add_argument("--run", default="default")
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--task", default="ptb-pos")
     ap.add_argument("--threshold", type=float, default=0.3)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--json", help="also write the results here")
-    a = ap.parse_args(argv)
+
+
+def _run(a):
     try:
         import neurox  # noqa: F401
     except ImportError:
@@ -198,10 +197,11 @@ def main(argv=None):
           f"x{c['neurox']['seconds'] / c['ours']['seconds']:.2f}, memory x"
           f"{c['neurox']['peak_extra_mib'] / max(c['ours']['peak_extra_mib'], 1e-9):.2f} | ARI "
           f"{c['adjusted_rand_index']:.4f}")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2)
     return out
+
+
+def main(argv=None):
+    return cli(__doc__, _arguments, _run, None, argv)
 
 
 if __name__ == "__main__":

@@ -41,12 +41,9 @@ neurons (so the minimal set is a few percent of them), for the paper's sizes (15
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -55,6 +52,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bounds import best_product_rate, probe_flops  # noqa: E402  (benchmarks/ is the script's folder)
+from harness import cli  # noqa: E402
 
 HP = dict(l1=1e-5, l2=1e-5, epochs=10, batch_size=128, lr=1e-3)
 
@@ -311,8 +309,7 @@ def bench_sizes(tr, sizes, repeats, along="neurons"):
     return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _arguments(ap):
     ap.add_argument("--data", choices=["run", "synthetic"], default="run")
     ap.add_argument("--run", default="default")
     ap.add_argument("--model", default="minilm")
@@ -328,8 +325,9 @@ def main(argv=None):
     ap.add_argument("--only", default="probe,layers,minimal", help="any of probe,layers,minimal,scaling,rows")
     ap.add_argument("--sizes", default="384,768,2688,5376,9984", help="neurons for --only scaling")
     ap.add_argument("--row-sizes", default="2500,5000,10000,20000,40000", help="training rows for --only rows")
-    ap.add_argument("--json", help="also write the results here")
-    a = ap.parse_args(argv)
+
+
+def _run(a):
     try:
         import neurox  # noqa: F401
     except ImportError:
@@ -341,8 +339,7 @@ def main(argv=None):
     out = {"benchmark": "probes", "data": {"description": desc, "train_rows": int(tr[0].shape[0]),
                                            "neurons": int(tr[0].shape[1]), "layers": L, "hidden": H,
                                            "classes": int(tr[1].max()) + 1},
-           "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+           "torch_threads": torch.get_num_threads(),
            "hyper_parameters": HP, "repeats": a.repeats, "command": " ".join(["benchmarks/probes.py", *sys.argv[1:]])}
     print(f"data: {desc}: train {tr[0].shape[0]} x {tr[0].shape[1]} ({L} x {H}), {out['data']['classes']} classes; "
           f"torch threads {torch.get_num_threads()}", flush=True)
@@ -372,10 +369,11 @@ def main(argv=None):
         out["scaling"] = bench_sizes(tr, [int(v) for v in a.sizes.split(",")], a.repeats)
     if "rows" in only:
         out["scaling_rows"] = bench_sizes(tr, [int(v) for v in a.row_sizes.split(",")], a.repeats, along="rows")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2, default=float)
     return out
+
+
+def main(argv=None):
+    return cli(__doc__, _arguments, _run, None, argv)
 
 
 if __name__ == "__main__":

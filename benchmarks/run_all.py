@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -66,6 +65,9 @@ BENCHES = {
             ["cka_bench.py", "--tokens", "5000", "--layers", "13", "--hidden", "96", "--baseline-tokens", "500"]),
     "extraction": (["extraction.py", "--reps", "3"], ["extraction.py", "--reps", "1"]),
     "extraction_neurox": (["extraction_neurox.py"], ["extraction_neurox.py", "--sentences", "30"]),
+    # the default run's own activations through NeuroX 1.0.9 and this library side by side:
+    # a probe, the neuron ranking and the correlation clustering (the methods chapter cites it)
+    "neurox_compare": (["neurox_compare.py", "--repeats", "2"], ["neurox_compare.py", "--repeats", "1"]),
 }
 
 
@@ -84,7 +86,8 @@ def paper_scale(folder: Path = ROOT / "data" / "paper-scale") -> dict | None:
     if not f.exists():
         return None
     sys.path.insert(0, str(ROOT / "lib"))
-    from redundancy.run.publish import GOAL_GB, GOAL_HOURS, summary
+    from redundancy.representations.runs import load_config
+    from redundancy.run.publish import summary
 
     prov = json.loads(f.read_text())
     entries = prov.get("pipeline", {}).get("entries", [])
@@ -94,7 +97,7 @@ def paper_scale(folder: Path = ROOT / "data" / "paper-scale") -> dict | None:
             "tasks": sorted(prov.get("config", {}).get("tasks", {})), "pairs": len(prov.get("pairs", [])),
             "max_neurons": max((e.get("neurons") or 0 for e in entries), default=0),
             "max_train_rows": max((e.get("rows") or 0 for e in train), default=0),
-            "goal": {"hours": GOAL_HOURS, "gb": GOAL_GB}, "summary": summary(prov)}
+            "goal": (goal := load_config(ROOT / "configs" / "paper-scale.yml")["goal"]), "summary": summary(prov, goal)}
 
 
 def _ceiling_note(p: dict) -> str:
@@ -144,6 +147,25 @@ def target_table(res: dict) -> list[dict]:
                     f"NeuroX does not shuffle: these are its mini-batches; test accuracy NeuroX {acc['neurox']:.4f}, "
                     f"ours {acc['ours_in_order']:.4f}; ours = {p['ours_in_order_over_bare']:.2f}x the bare products"
                     + _ceiling_note(p), _get(p, "ceiling", "max_speedup"))
+    nc = res.get("neurox_compare")
+    if nc:  # the default run's own activations through both toolkits, the agreement the methods chapter cites
+        d, p, rk, cl = nc["data"], nc["probe"], nc["ranking"], nc["clustering"]
+        size = f"{d['model']} {d['task']}: {d['train_rows']:,} x {d['neurons']:,}"
+        gap = 100 * (p["neurox"]["test_accuracy"] - p["ours"]["test_accuracy"])
+        row("one probe on the default run's activations", size, "NeuroX train_logistic_regression_probe",
+            p["neurox"]["seconds"], p["ours"]["seconds"], p["neurox"]["seconds"] / p["ours"]["seconds"],
+            "accuracy within 0.5 points", gap <= 0.5,
+            f"test accuracy NeuroX {p['neurox']['test_accuracy']:.4f}, ours {p['ours']['test_accuracy']:.4f}")
+        row("neuron ranking of that probe", size, "NeuroX get_neuron_ordering", rk["neurox_seconds"],
+            rk["ours_seconds"], rk["neurox_seconds"] / rk["ours_seconds"], "the same ranking",
+            rk["same_cutoffs"] and rk["same_neurons_per_step"],
+            f"same cut-offs {rk['same_cutoffs']}, same neurons per step {rk['same_neurons_per_step']}")
+        row("correlation clustering, c_t = 0.3", size, "NeuroX create_correlation_clusters",
+            cl["neurox"]["seconds"], cl["ours"]["seconds"], cl["neurox"]["seconds"] / cl["ours"]["seconds"],
+            "adjusted Rand index >= 0.99 with NeuroX's clusters", cl["adjusted_rand_index"] >= 0.99,
+            f"ARI {cl['adjusted_rand_index']:.4f}; clusters NeuroX {cl['neurox']['n_clusters']}, ours "
+            f"{cl['ours']['n_clusters']}; peak memory NeuroX +{cl['neurox']['peak_extra_mib']:.0f} MiB, ours "
+            f"+{cl['ours']['peak_extra_mib']:.0f} MiB")
     for key in ("probes_minilm", "probes_mpnet_size", "probes_mpnet_real"):
         l = _get(res, key, "layers")
         if l:
@@ -251,11 +273,11 @@ def main(argv=None):
         commands[name] = {"command": " ".join(["benchmarks/" + args[0], *args[1:]]), "seconds": None,
                           "reused_from": Path(path).name}
         names = [n for n in names if n != name]
-    cpu = "unknown"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    sys.path.insert(0, str(ROOT / "lib"))
+    from redundancy.provenance import library_versions, machine
+
+    here = machine()
+    cpu = f"{here['cpu']} ({here['cpu_id']})" if here.get("cpu_id") else here["cpu"]
     for name in names:
         args = BENCHES[name][1 if a.quick else 0]
         js = tmp / f"{name}.json"
@@ -284,9 +306,9 @@ def main(argv=None):
     else:
         date = time.strftime("%Y-%m-%d")
     doc = {"date": date, "commit": commit, "quick": a.quick if not a.table_only else previous.get("quick", False),
-           "machine": {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(
-               os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1), "python": platform.python_version(),
-                       "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+           "machine": {**here, "cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
+                       "torch_threads": torch.get_num_threads()},
+           "versions": library_versions(),
            "gpu": None, "commands": commands, "results": res, "table": target_table(res)}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(doc, indent=2, default=float))

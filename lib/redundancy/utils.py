@@ -195,34 +195,3 @@ def fault_point(name: str) -> None:
             _FAULT_HITS.pop(name)
             raise KeyboardInterrupt(f"stopped at {name} pass {n}")
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-class PeakSampler:
-    """The largest value of ``measure()`` (bytes) seen while inside, sampled by a thread every
-    ``interval`` seconds and once more at the end; ``peak_mib`` gives it in MiB."""
-
-    def __init__(self, measure, interval: float = 0.5):
-        self.measure, self.interval = measure, interval
-
-    def __enter__(self):
-        import threading
-
-        self.base = self.peak = self.measure()
-        self._stop = threading.Event()
-
-        def poll():
-            while not self._stop.wait(self.interval):
-                self.peak = max(self.peak, self.measure())
-
-        self._thread = threading.Thread(target=poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.measure())
-
-    @property
-    def peak_mib(self) -> float:
-        return round(self.peak / 2**20, 1)

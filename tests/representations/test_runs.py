@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,12 +112,22 @@ def test_open_run_reads_the_index(tmp_path, tiny_bert):
     ("tasks: {ptb-pos: {}}\n", "needs a list of 'models'"),
     ("models: [minilm]\ntasks: {ptb-pos: {}}\nsplits: [train, validation]\n", "unknown split 'validation'"),
     ("models: [minilm\n", "not valid YAML"),
+    ("models: [minilm]\ntasks: {ptb-pos: {}}\ngoal: {hours: 2}\n", "'goal' .* must be"),
+    ("models: [minilm]\ntasks: {ptb-pos: {}}\ngoal: {hours: 0, gb: 16}\n", "'goal' .* must be"),
+    ("models: [minilm]\ntasks: {ptb-pos: {}}\ngoal: {hours: true, gb: 16}\n", "'goal' .* must be"),
 ])
 def test_bad_config_names_the_problem(tmp_path, content, message):
     path = tmp_path / "run.yml"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
         load_config(path)
+
+
+def test_goal_of_a_run_is_read_from_its_config(tmp_path):
+    path = tmp_path / "run.yml"
+    path.write_text("models: [minilm]\ntasks: {ptb-pos: {}}\ngoal: {hours: 2.5, gb: 16}\n")
+    assert load_config(path)["goal"] == {"hours": 2.5, "gb": 16}
+    assert load_config(Path(__file__).resolve().parents[2] / "configs" / "paper-scale.yml")["goal"]["hours"] > 0
 
 
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
@@ -177,6 +188,9 @@ def test_glue_through_datasets_follows_the_paper_split(monkeypatch):
     assert np.array_equal(task.label_ids("test")[:2], [1, 0])
 
 
+GOAL = {"hours": 2.0, "gb": 16.0}  # configs/paper-scale.yml's
+
+
 def test_published_run_summary_against_the_goal():
     from redundancy.run.publish import summary
 
@@ -186,7 +200,7 @@ def test_published_run_summary_against_the_goal():
                          "peak_rss_mib": 900.0, "peak_anon_mib": 700.0},
             "notebooks": {"a": nb(600.0, 18000.0, 3000.0), "b": {**nb(100.0, 5000.0, 9000.0),
                                                                  "earlier": [nb(200.0, 4000.0, 8000.0)]}}}
-    s = summary(prov)
+    s = summary(prov, GOAL)
     # 3,300 s of pipeline (more than its steps' 3,000) + 900 s of notebook batches
     assert s["total_s"] == 4200.0 and s["pipeline_s"] == 3300.0 and s["notebooks_s"] == 900.0
     assert s["peak_rss_mib"] == 18000.0 and s["peak_anon_mib"] == 9000.0
@@ -194,15 +208,18 @@ def test_published_run_summary_against_the_goal():
     assert s["memory_basis"] == "anonymous" and s["memory_mib"] == 9000.0 and s["within_goal"]
     # one batch without it: the resident peaks (18,000 MiB > 16 GiB) are judged instead
     del prov["notebooks"]["b"]["earlier"][0]["peak_anon_mib"]
-    s = summary(prov)
+    s = summary(prov, GOAL)
     assert s["memory_basis"] == "resident" and s["memory_mib"] == 18000.0 and not s["within_goal"]
     # a killed invocation left no record: the steps' own times count (3,000 s > 100 s recorded)
     prov["notebooks"]["a"]["peak_rss_mib"] = 1000.0
     prov["pipeline"]["invocations_wall_time_s"] = 100.0
-    s = summary(prov)
+    s = summary(prov, GOAL)
     assert s["pipeline_s"] == 3000.0 and s["memory_mib"] == 5000.0 and s["within_goal"]
     prov["notebooks"]["a"]["wall_time_s"] = 5000.0  # 3,000 + 5,300 s > 2 h
-    assert not summary(prov)["within_goal"]
+    assert not summary(prov, GOAL)["within_goal"]
+    # the goal is the run's (its published config's), not the library's; with none, no verdict
+    assert summary(prov)["within_goal"] is None and summary(prov)["goal"] is None
+    assert summary({**prov, "config": {"goal": {"hours": 3.0, "gb": 16.0}}})["within_goal"] is True
 
 
 def test_summary_edge_cases_and_kept_invocations():
@@ -210,24 +227,24 @@ def test_summary_edge_cases_and_kept_invocations():
     from redundancy.run.publish import summary
 
     # nothing recorded: no verdict, not "within the goal"
-    assert summary({"pipeline": {}, "notebooks": {}})["within_goal"] is None
+    assert summary({"pipeline": {}, "notebooks": {}}, GOAL)["within_goal"] is None
     # an old invocation with only a resident peak is judged by it on the anonymous basis
     prov = {"pipeline": {"invocations": [{"wall_time_s": 100.0, "peak_rss_mib": 20000.0, "caller": "run"},
                                          {"wall_time_s": 5.0, "peak_rss_mib": 600.0, "peak_anon_mib": 500.0,
                                           "caller": "run"}],
                          "invocations_wall_time_s": 105.0},
             "notebooks": {"a": {"wall_time_s": 10.0, "peak_rss_mib": 900.0, "peak_anon_mib": 400.0}}}
-    s = summary(prov)
+    s = summary(prov, GOAL)
     assert s["memory_basis"] == "anonymous" and s["memory_mib"] == 20000.0 and s["within_goal"] is False
     # 16 GB is 10^9 bytes: 15,259 MiB passes, 15,260 does not
     prov["pipeline"]["invocations"][0]["peak_rss_mib"] = 15258.0
-    assert summary(prov)["within_goal"] is True
+    assert summary(prov, GOAL)["within_goal"] is True
     prov["pipeline"]["invocations"][0]["peak_rss_mib"] = 15260.0
-    assert summary(prov)["within_goal"] is False
+    assert summary(prov, GOAL)["within_goal"] is False
     # a recorded total of 0 s (only notebooks' invocations) is not replaced by the last one's time
     prov = {"pipeline": {"invocations_wall_time_s": 0.0, "last_invocation_wall_time_s": 7.0},
             "notebooks": {"a": {"wall_time_s": 10.0, "peak_rss_mib": 900.0}}}
-    assert summary(prov)["pipeline_s"] == 0.0
+    assert summary(prov, GOAL)["pipeline_s"] == 0.0
     # the command's invocations are never dropped, however many notebooks' follow them
     inv = [{"caller": "run", "i": 0}] + [{"caller": "notebook", "i": i} for i in range(1, 80)] + [{"caller": "run", "i": 80}]
     kept = _keep(inv)

@@ -30,10 +30,12 @@ import yaml
 
 from ..config import cache_dir, repo_root
 from ..data.tasks import SPLITS, TASKS, load_task
-from ..utils import PeakSampler, write_json_atomic
+from ..provenance import PeakSampler, own_anonymous
+from ..utils import write_json_atomic
 
 KNOWN_KEYS = {"name", "models", "tasks", "device", "aggregation", "dtype", "splits", "truncate",
-              "results_dir", "max_batch_tokens", "finetune", "finetune_seeds", "seed", "seeds", "standardize"}
+              "results_dir", "max_batch_tokens", "finetune", "finetune_seeds", "seed", "seeds", "standardize",
+              "goal"}
 
 
 def load_config(path) -> dict:
@@ -74,6 +76,11 @@ def load_config(path) -> dict:
         stray = set(seeds) - set(cfg["models"])
         if stray:
             raise ValueError(f"{path}: 'finetune_seeds' names models the run does not have: {sorted(stray)}")
+    goal = cfg.get("goal")
+    if goal is not None and not (isinstance(goal, dict) and set(goal) == {"hours", "gb"} and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in goal.values())):
+        raise ValueError(f"{path}: 'goal' (the time and memory the run should stay within) must be "
+                         f"{{hours: H, gb: G}} with positive numbers; got {goal!r}")
     cfg.setdefault("name", path.stem)
     return cfg
 
@@ -162,14 +169,6 @@ def _keep(invocations: list[dict]) -> list[dict]:
     return [r for i, r in enumerate(invocations) if i not in drop]
 
 
-def _own_anonymous() -> int:
-    """This process's resident memory without its file-backed pages (RssAnon), in bytes."""
-    import psutil
-
-    info = psutil.Process().memory_info()
-    return info.rss - getattr(info, "shared", 0)
-
-
 def invocations_of(index: dict) -> list[dict]:
     """The finished invocations an ``activations.json`` index records (an index written before
     they were kept records only its own, last invocation: that one, without a caller)."""
@@ -205,7 +204,7 @@ def run(cfg: dict, progress: bool = True, log=print, caller: str = "run") -> dic
     t_start = time.time()
     # this process's own memory, file-backed pages left out (the activation files it writes
     # are mapped); the resident peak comes from getrusage at the end
-    with PeakSampler(_own_anonymous, 0.5) as anon:
+    with PeakSampler(own_anonymous, 0.5) as anon:
         out = results_dir(cfg)
         device = cfg.get("device", "cpu")
         splits = cfg.get("splits", list(SPLITS))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import platform
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,22 +29,11 @@ import numpy as np
 
 from ..config import CACHE_VERSION, cache_dir
 from ..errors import CacheError
+from ..provenance import library_versions
 from ..utils import (atomic_dir, clean_stale_tmp, file_checksum, file_lock, file_xxh3, read_columns, release_mapped,
                     stable_hash, write_json_atomic)
 
 ARRAYS = ("activations.npy", "labels.npy", "sentence_ids.npy")
-
-
-def library_versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("redundancy", "numpy", "torch", "transformers", "tokenizers", "scikit-learn", "scipy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 class Activations:

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from ..config import repo_root
-from ..utils import PeakSampler, write_json_atomic
+from ..provenance import PeakSampler, children_rss
+from ..utils import write_json_atomic
 
 __all__ = ["notebooks", "run_notebooks", "clean_notebook", "unclean_notebooks"]
 
@@ -111,24 +112,6 @@ def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None) -> s
     return h.hexdigest()[:20]
 
 
-def _children_rss(anonymous: bool = False) -> int:
-    """Summed resident memory of this process's descendants (a notebook's kernel), in bytes.
-
-    ``anonymous=True`` leaves out file-backed pages (resident minus shared, Linux's RssAnon):
-    the pages of memory-mapped activation files that a kernel has read count in its resident
-    set, but the system can drop them at any time, so they are not memory the step needs."""
-    import psutil
-
-    total = 0
-    for c in psutil.Process().children(recursive=True):
-        try:
-            info = c.memory_info()
-            total += info.rss - (getattr(info, "shared", 0) if anonymous else 0)
-        except psutil.Error:  # it ended meanwhile
-            pass
-    return total
-
-
 def _failure(e: Exception) -> str:
     """Which cell failed and why, from a papermill error."""
     cell = getattr(e, "exec_count", None)
@@ -200,8 +183,8 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
             continue
         t0 = time.time()
         try:
-            with PeakSampler(_children_rss, 0.5) as mem, \
-                    PeakSampler(lambda: _children_rss(anonymous=True), 0.5) as anon:
+            with PeakSampler(children_rss, 0.5) as mem, \
+                    PeakSampler(lambda: children_rss(anonymous=True), 0.5) as anon:
                 pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent),
                                     progress_bar=False, kernel_name="python3", execution_timeout=timeout)
         except Exception as e:  # noqa: BLE001 - report, carry on with the others

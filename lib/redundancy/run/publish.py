@@ -22,48 +22,17 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from ..config import repo_root
+from ..provenance import library_versions, machine
 from ..representations.runs import invocations_of, load_config, results_dir
-from ..representations.store import library_versions
 from ..utils import write_json_atomic
 
-__all__ = ["publish", "machine", "summary", "GOAL_HOURS", "GOAL_GB"]
-
-#: the paper-scale goal of the performance issue: at most this many hours, and this many GB (10^9
-#: bytes: 14.9 GiB) of memory in any step
-GOAL_HOURS, GOAL_GB = 2.0, 16.0
-
-
-def machine() -> dict:
-    """This machine, in the words a reader needs to compare timings."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = None
-    try:
-        mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "gpu": gpu, "os": platform.platform()}
+__all__ = ["publish", "summary"]
 
 
 def _commit(root: Path | None) -> dict:
@@ -203,8 +172,9 @@ def write_verdicts(results, cfg: dict) -> int:
     return len(verdicts)
 
 
-def summary(prov: dict) -> dict:
-    """A published run's totals against the paper-scale goal (``GOAL_HOURS``, ``GOAL_GB``).
+def summary(prov: dict, goal: dict | None = None) -> dict:
+    """A published run's totals against a goal, ``{"hours": ..., "gb": ...}`` (default: the
+    ``goal`` of the run's configuration, as published; none, no verdict).
 
     * ``total_s``: the pipeline's wall time (its command invocations' sum; where a killed
       invocation left no record, the sum of its steps' own times if larger) plus every batch of
@@ -215,8 +185,10 @@ def summary(prov: dict) -> dict:
       itself), or None; ``memory_basis``: "anonymous" where every notebook batch recorded it
       (each pipeline invocation counted with its anonymous peak, or its resident peak where it
       recorded none), else "resident"; ``memory_mib``, the memory judged on that basis;
-    * ``within_goal``: True or False, or None when the provenance records no work at all.
+    * ``within_goal``: True or False, or None when the provenance records no work at all or
+      there is no goal.
     """
+    goal = goal or (prov.get("config") or {}).get("goal")
     pl = prov.get("pipeline") or {}
     batches = [b for v in (prov.get("notebooks") or {}).values() for b in [*v.get("earlier", []), v]]
     nb_wall = sum(float(b.get("wall_time_s") or 0) for b in batches)
@@ -240,4 +212,5 @@ def summary(prov: dict) -> dict:
     return {"total_s": total, "pipeline_s": pipe_s, "notebooks_s": nb_wall, "peak_rss_mib": max(rss, default=0.0),
             "peak_anon_mib": max(anon) if anon else None, "anon_batches": len(anon), "batches": len(batches),
             "memory_basis": basis, "memory_mib": mem,
-            "within_goal": (total <= GOAL_HOURS * 3600 and mem * 2**20 <= GOAL_GB * 1e9) if worked else None}
+            "goal": goal, "within_goal": (total <= goal["hours"] * 3600 and mem * 2**20 <= goal["gb"] * 1e9)
+            if worked and goal else None}
