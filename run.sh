@@ -54,7 +54,7 @@ case "$cmd" in
     # the other fine-tuning seeds (finetune_seeds beyond each model's first): the probe-based
     # chapters again on their sentence-task fine-tunes, into data/results/paper-scale-ft<seed>/
     # (token-task probes come from the cache); the verdicts fold them into the replicates
-    "$VENV/bin/python" -c "from redundancy.pipeline import load_config, finetune_seeds as f
+    "$VENV/bin/python" -c "from redundancy.representations.runs import load_config, finetune_seeds as f
 c = load_config('configs/paper-scale.yml')
 for s in sorted({s for m in c['models'] for s in f(c, m)[1:]}):
     print(s, [m for m in c['models'] if s in f(c, m)[1:]])" | while read -r seed models; do

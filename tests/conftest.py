@@ -246,3 +246,33 @@ def _tiny_run(tmp: Path, tiny_bert: str) -> Path:
 def tiny_run(tmp_path, tiny_bert) -> Path:
     """The configuration file of a tiny run, its data and results under ``tmp_path``."""
     return _tiny_run(tmp_path, tiny_bert)
+
+
+# --------------------------------------------------------------------------------------
+# planted damage to a cache entry (redundancy.cache's <key>.json + <key>.npz)
+
+def _plant_damage(js: Path, npz: Path, plant: str, field: str) -> None:
+    """Damage an array entry as a user or a failing disk would: ``edited metadata`` (valid JSON,
+    a plausible number in ``field``: only the checksum tells), ``same-size npz edit`` (a byte
+    flipped), ``truncated npz`` or ``record not JSON``."""
+    import json
+
+    if plant == "edited metadata":
+        rec = json.loads(js.read_text())
+        rec[field] = 0.999
+        js.write_text(json.dumps(rec))
+    elif plant == "same-size npz edit":
+        raw = bytearray(npz.read_bytes())
+        raw[-200] ^= 0xFF
+        npz.write_bytes(bytes(raw))
+    elif plant == "truncated npz":
+        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    elif plant == "record not JSON":
+        js.write_text("{")
+    else:
+        raise ValueError(f"unknown damage {plant!r}")
+
+
+@pytest.fixture
+def plant_damage():
+    return _plant_damage

@@ -80,3 +80,40 @@ def test_no_function_is_longer_than_about_80_lines(f):
             for node in ast.walk(ast.parse(f.read_text()))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > MAX_BODY_LINES]
     assert not long, f"split these into units with one job each: {long}"
+
+
+ROOT = LIB.parents[1]
+#: files outside the library that name its modules in code: scripts, notebooks, the book, the README
+OUTSIDE = ["run.sh", ".ci/run", "README.md", "benchmarks/*.py", "notebooks/*.ipynb", "book/*.md", "tools/*"]
+
+
+def _named_imports():
+    import re
+
+    pattern = re.compile(r"from (redundancy(?:\.\w+)*) import ([\w, ]+)|import (redundancy(?:\.\w+)+)")
+    for glob in OUTSIDE:
+        for f in sorted(ROOT.glob(glob)):
+            for m in pattern.finditer(f.read_text(errors="replace")):
+                module = m.group(1) or m.group(3)
+                names = [n.split()[0] for n in (m.group(2) or "").split(",") if n.strip()]  # "a as b" -> "a"
+                yield f.relative_to(ROOT), module, names
+
+
+def test_every_library_import_named_outside_the_library_resolves():
+    """A module moved or renamed in the library cannot leave a stale import in a script, a
+    notebook, the book or the README (run.sh's paper-scale command once imported a module that
+    the layering had moved)."""
+    import importlib
+
+    found = list(_named_imports())
+    assert len(found) > 20  # the scan really reads the files
+    bad = []
+    for where, module, names in found:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            bad.append(f"{where}: {module} ({e})")
+            continue
+        bad += [f"{where}: {module}.{n}" for n in names if not hasattr(mod, n)
+                and importlib.util.find_spec(f"{module}.{n}") is None]
+    assert not bad, "stale imports of the library:\n" + "\n".join(bad)

@@ -2,12 +2,14 @@
 the memory samplers the pipeline, the notebook runner and the benchmarks share."""
 
 import re
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from redundancy.provenance import PeakRSS, PeakSampler, library_versions, machine
+from redundancy.provenance import PeakRSS, PeakSampler, children_rss, library_versions, machine
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/cpuinfo is Linux's")
@@ -43,3 +45,29 @@ def test_peak_sampler_keeps_the_largest_value_and_samples_at_the_end():
     with PeakSampler(lambda: 3 * 2**20) as s:
         pass
     assert s.peak_mib == 3.0
+
+
+def test_kernel_memory_separates_mapped_file_pages(tmp_path):
+    """The notebook runner's two memory measures (:func:`children_rss`) against the kernel's own accounting
+    (/proc/PID/status): a child that allocates 96 MiB and reads a 64 MiB memory-mapped file
+    has both in its resident set, only the allocation in its anonymous memory."""
+    data = tmp_path / "mapped.bin"
+    data.write_bytes(b"\x01" * (64 << 20))
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import numpy as np, sys, time\n"
+         "a = np.ones(96 << 20, dtype=np.uint8)\n"
+         f"m = np.memmap({str(data)!r}, dtype=np.uint8, mode='r')\n"
+         "print(int(m.sum()), flush=True)\n"
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == str(64 << 20)  # every mapped page was read
+        rss, anon = children_rss(), children_rss(anonymous=True)
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{child.pid}/status").read_text().splitlines())
+        kib = {k: int(status[k].split()[0]) * 1024 for k in ("VmRSS", "RssAnon", "RssFile")}
+    finally:
+        child.kill()
+        child.wait()
+    assert abs(rss - kib["VmRSS"]) < 4 << 20
+    assert abs(anon - kib["RssAnon"]) < 4 << 20
+    assert anon >= 96 << 20 and rss - anon >= 64 << 20

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
             publish(args.config, args.dest, note=args.note)
         elif args.cmd == "verdicts":
             from .paper.claims import Results, judge, verdict_text
-            from .utils import write_json_atomic
+            from .cache import write_json_atomic
 
             verdicts = judge(Results.load(args.results))
             print(verdict_text(verdicts))

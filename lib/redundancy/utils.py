@@ -1,18 +1,15 @@
-"""Small shared helpers: seeding, atomic writes, file locks, hashing, mapped pages."""
+"""Small shared helpers: seeding, hashing of objects, mapped pages, fault points for tests.
+
+Files kept on disk (atomic writes, checksums, locks) are :mod:`redundancy.cache`'s."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import mmap
 import os
 import random
-import shutil
 import signal
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -86,93 +83,6 @@ def stable_hash(obj, n: int = 16) -> str:
     """A short hash of a JSON-serialisable object, independent of key order."""
     blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:n]
-
-
-def file_sha256(path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_xxh3(path, chunk: int = 1 << 22) -> str:
-    """xxh3-128 of a file (hex): a checksum for change detection, 10x faster than sha256 here
-    (about 0.02 s against 0.2 s for a 213 MB activation array)."""
-    import xxhash  # a dependency of datasets
-
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_checksum(path, rec: dict):
-    """(recorded, computed) checksum of ``path`` for a metadata record holding ``xxh3_128`` or,
-    for entries written before it was used, ``sha256``."""
-    if "xxh3_128" in rec:
-        return rec["xxh3_128"], file_xxh3(path)
-    return rec["sha256"], file_sha256(path)
-
-
-def write_json_atomic(path, obj) -> None:
-    """Write JSON so that a reader sees the old file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path):
-    """Build a directory under a temporary name and move it into place on success.
-
-    A run killed half-way leaves only a ``*.tmp-*`` folder, which is never read as a
-    result (and is cleaned up by the next run that takes the same lock).
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=final.name + ".tmp-"))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
-def file_lock(path):
-    """An exclusive advisory lock: a second process on the same cache entry waits."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def clean_stale_tmp(parent: Path, name: str) -> None:
-    """Remove temporary folders left by killed runs for the entry ``name``."""
-    parent = Path(parent)
-    if parent.is_dir():
-        for p in parent.glob(name + ".tmp-*"):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 _FAULT_HITS: dict = {}

@@ -427,7 +427,7 @@ def test_other_bad_input():
     with pytest.raises(ValueError, match="neurons"):
         correlation_clusters(correlated_data(rows=30, neurons=7), threshold=0.3, linkage=Z)
     cc = CorrelationClustering().fit(X)
-    with pytest.raises(ValueError, match="fitted on 6 neurons"):
+    with pytest.raises(ValueError, match="X has 5 features, but CorrelationClustering is expecting 6"):
         cc.transform(X[:, :5])
 
 

@@ -175,7 +175,7 @@ def test_release_mapped_drops_a_read_only_maps_pages_and_leaves_the_rest_alone(m
 def test_streamed_passes_over_a_mapped_file_keep_one_chunk_resident(mapped, tmp_path):
     from redundancy.methods.clustering import CorrelationClustering, _cached_tree
     from redundancy.methods.probe import LinearProbe
-    from redundancy.methods.selection import _gather
+    from redundancy.methods.splits import gather as _gather
 
     X, path = mapped
     M = np.load(path, mmap_mode="r")

@@ -1,7 +1,5 @@
 """Task-specific analyses on synthetic data with known answers: layers, minimal sets, LS + CCFS."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -153,22 +151,12 @@ def test_evaluator_on_store_entries_and_cache_resumes(tmp_path, k_signal):
     assert ev4.evaluate([3, 17, 42]).dev == a.dev and ev4.n_fits == 1
 
 
-@pytest.mark.parametrize("damage", ["edited score", "same-size npz edit", "truncated npz"])
-def test_damaged_probe_cache_is_detected_and_recomputed(tmp_path, k_signal, damage, capsys):
+@pytest.mark.parametrize("damage", ["edited metadata", "same-size npz edit", "truncated npz"])
+def test_damaged_probe_cache_is_detected_and_recomputed(tmp_path, k_signal, damage, capsys, plant_damage):
     (tr, dv, te), _ = k_signal
     ev = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path, data_key="k-signal")
     a = ev.evaluate([3, 17, 42])
-    js, npz = next(tmp_path.glob("*.json")), next(tmp_path.glob("*.npz"))
-    if damage == "edited score":  # still valid JSON, a plausible number: only the checksum tells
-        meta = json.loads(js.read_text())
-        meta["dev"] = 0.999
-        js.write_text(json.dumps(meta))
-    elif damage == "same-size npz edit":
-        raw = bytearray(npz.read_bytes())
-        raw[-200] ^= 0xFF
-        npz.write_bytes(bytes(raw))
-    else:
-        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    plant_damage(next(tmp_path.glob("*.json")), next(tmp_path.glob("*.npz")), damage, field="dev")
     ev2 = ProbeEvaluator(tr, dv, te, probe=FAST, cache_dir=tmp_path, data_key="k-signal")
     b = ev2.evaluate([3, 17, 42])
     assert ev2.n_fits == 1 and not b.cached and b.dev == a.dev

@@ -214,19 +214,82 @@ def test_killed_fine_tuning_resumes_to_identical_weights(tiny_bert, cls_task, tm
     assert finetune_meta(whole)["scores"] == finetune_meta(resumed)["scores"]
 
 
-def test_damaged_checkpoint_is_discarded_and_training_restarts(tiny_bert, cls_task, tmp_path, monkeypatch, capsys):
-    settings = dict(epochs=1, batch_size=8, progress=False)
+def _whole_and_stopped(tiny_bert, cls_task, tmp_path, monkeypatch, settings):
+    """A complete fine-tune, and the checkpoint of the same run stopped after step 3 (in
+    another cache)."""
     monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "whole"))
     whole = fine_tune(tiny_bert, cls_task, **settings)
-    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "damaged"))
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "stopped"))
     monkeypatch.setenv("REDUNDANCY_FAULT", "finetune-step:3:raise")
     with pytest.raises(KeyboardInterrupt):
         fine_tune(tiny_bert, cls_task, checkpoint_every_steps=2, **settings)
     monkeypatch.delenv("REDUNDANCY_FAULT")
-    ckpt = next((tmp_path / "damaged").rglob(".*.checkpoint.pt"))
+    return whole, next((tmp_path / "stopped").rglob(".*.checkpoint.pt"))
+
+
+def test_damaged_checkpoint_is_discarded_and_training_restarts(tiny_bert, cls_task, tmp_path, monkeypatch, capsys):
+    settings = dict(epochs=1, batch_size=8, progress=False)
+    whole, ckpt = _whole_and_stopped(tiny_bert, cls_task, tmp_path, monkeypatch, settings)
     ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as by a full disk
     again = fine_tune(tiny_bert, cls_task, **settings)
     assert "unreadable" in capsys.readouterr().out
     wa, wb = _weights(whole), _weights(again)
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+def _flip_byte(path: Path, at: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_checkpoint_edited_in_place_is_not_resumed_from(tiny_bert, cls_task, tmp_path, monkeypatch, capsys):
+    """A byte changed inside a checkpoint (same size, still loadable by torch) fails its recorded
+    checksum: training starts over instead of resuming from damaged weights."""
+    settings = dict(epochs=1, batch_size=8, progress=False)
+    whole, ckpt = _whole_and_stopped(tiny_bert, cls_task, tmp_path, monkeypatch, settings)
+    size = ckpt.stat().st_size
+    _flip_byte(ckpt, size // 2)
+    assert ckpt.stat().st_size == size
+    again = fine_tune(tiny_bert, cls_task, **settings)
+    out = capsys.readouterr().out
+    assert "checksum" in out and "starting over" in out and "resuming" not in out
+    wa, wb = _weights(whole), _weights(again)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_damaged_fine_tuned_weights_are_never_used(tiny_bert, cls_task, tmp_path, monkeypatch, capsys):
+    """A byte flipped in a saved model's weights is found on the next call (size and checksum
+    recorded in meta.json): the model is named, removed and trained again, to the same weights."""
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "cache"))
+    first = fine_tune(tiny_bert, cls_task, **FAST)
+    good = {k: v.clone() for k, v in _weights(first).items()}  # load_file maps the file: copy
+    recorded = finetune_meta(first)["files"]
+    assert "model.safetensors" in recorded and "config.json" in recorded
+    weights = first / "model.safetensors"
+    _flip_byte(weights, weights.stat().st_size // 2)
+    assert any(not torch.equal(good[k], v) for k, v in _weights(first).items())  # really damaged
+    again = fine_tune(tiny_bert, cls_task, **FAST)
+    out = capsys.readouterr().out
+    assert again == first and "model.safetensors" in out and "damaged" in out and "trained again" in out
+    for k, v in _weights(again).items():
+        assert torch.equal(good[k], v), k
+    assert fine_tune(tiny_bert, cls_task, **FAST) == first and "damaged" not in capsys.readouterr().out
+
+
+def test_full_disk_while_saving_names_the_folder(tiny_bert, cls_task, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    monkeypatch.setenv("REDUNDANCY_CACHE", str(tmp_path / "cache"))
+
+    def full(self, *a, **k):
+        raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                           "message: \"No space left on device\" })")  # what safetensors raises
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", full)
+    with pytest.raises(OSError, match="no space left") as info:
+        fine_tune(tiny_bert, cls_task, **FAST)
+    assert str(tmp_path / "cache") in str(info.value) and "REDUNDANCY_CACHE" in str(info.value)
+    assert not list((tmp_path / "cache").rglob("*.tmp-*"))  # nothing half-written left behind

@@ -11,7 +11,7 @@ import torch
 
 from redundancy.errors import ModelNotFoundError
 from redundancy.representations.models import load_model
-from redundancy.utils import file_sha256
+from redundancy.cache import file_sha256
 
 
 def test_tiny_bert_shape_and_cls_first(tiny_bert):

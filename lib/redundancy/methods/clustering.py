@@ -41,6 +41,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .moments import streamed_cross_product
+from ..cache import load_arrays, save_arrays
 from ..utils import read_columns, release_mapped
 
 __all__ = ["neuron_correlation", "correlation_distance", "correlation_linkage", "correlation_clusters",
@@ -85,23 +86,36 @@ def _check_precision(dtype) -> np.dtype:
     return dtype
 
 
-def _check_activations(X):
-    """A (rows, neurons) array-like, left as it is (a memmap stays a memmap)."""
+def _check_activations(X, fitting: bool = True):
+    """A (rows, neurons) array-like, left as it is (a memmap stays a memmap); for ``fitting``, of
+    at least 2 rows and 2 neurons. The messages carry scikit-learn's words too, so its estimator
+    checks recognise them."""
+    if hasattr(X, "tocsr") or hasattr(X, "toarray"):
+        raise TypeError("correlation clustering does not take sparse input; pass a dense (rows, neurons) array")
     if not hasattr(X, "shape") or not hasattr(X, "dtype"):
         X = np.asarray(X)
     if len(X.shape) != 2:
         raise ValueError(f"X must be a 2-D (rows, neurons) activation matrix, got shape {tuple(X.shape)}; "
-                         "for a (rows, layers, hidden) store entry use Activations.flat()")
+                         "for a (rows, layers, hidden) store entry use Activations.flat(). Reshape your data "
+                         "with X.reshape(-1, 1) for one neuron")
+    if X.dtype.kind == "c":
+        raise ValueError(f"X must hold real numbers, not {X.dtype}: Complex data not supported")
+    if X.dtype.kind == "O":
+        X = np.asarray(X, dtype=np.float64)  # numbers held as objects; anything else raises numpy's TypeError
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
         raise ValueError(f"X must hold numbers, not {X.dtype}")
     rows, n = X.shape
     if rows == 0 or n == 0:
-        raise ValueError(f"X is empty (shape {tuple(X.shape)}): correlation clustering needs activations "
-                         "of at least 2 neurons over at least 2 rows")
+        raise ValueError(f"X is empty (shape {tuple(X.shape)}): correlation clustering needs activations of at "
+                         f"least 2 neurons over at least 2 rows; {0 if n == 0 else rows} "
+                         f"{'feature' if n == 0 else 'sample'}(s) (shape={tuple(X.shape)}) while a minimum of 2 "
+                         "is required.")
+    if not fitting:
+        return X
     if rows < 2:
-        raise ValueError(f"X has {rows} row: a correlation needs at least 2 rows (words)")
+        raise ValueError(f"X has {rows} row (n_samples = {rows}): a correlation needs at least 2 rows (words)")
     if n < 2:
-        raise ValueError(f"X has {n} neuron: clustering needs at least 2 neurons")
+        raise ValueError(f"X has {n} neuron (n_features = {n}): clustering needs at least 2 neurons")
     return X
 
 
@@ -443,35 +457,27 @@ def _medoid(dist: np.ndarray, n: int, idx: np.ndarray) -> int:
 
 
 def _cached_tree(X, folder: Path):
-    """``((linkage, dead) or None, store)`` for activations ``X`` in the cache ``folder``."""
+    """``((linkage, dead) or None, store)`` for activations ``X`` in the cache ``folder`` (an
+    array entry of :mod:`redundancy.cache`, keyed by the sha256 of the activations' bytes)."""
     import hashlib
-    import os
-    import tempfile
-    import zipfile
 
     h = hashlib.sha256(f"{X.shape}|{X.dtype}|tree-v1".encode())
     step = max(1, (64 << 20) // max(1, X.shape[1] * X.dtype.itemsize))
     for s in range(0, X.shape[0], step):
         h.update(np.ascontiguousarray(X[s:s + step]).tobytes())
         release_mapped(X[s:s + step])  # the whole file is read: its pages leave the resident set as it goes
-    path = Path(folder) / f"tree-{h.hexdigest()[:24]}.npz"
+    key = f"tree-{h.hexdigest()[:24]}"
 
     def store(Z, dead):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
-        os.close(fd)
-        np.savez(tmp, linkage=Z, dead=dead)
-        os.replace(tmp, path)
+        save_arrays(folder, key, {"linkage": Z, "dead": dead}, {"neurons": int(X.shape[1])})
 
-    if path.exists():
-        try:
-            with np.load(path) as z:  # zip members carry CRC-32: a damaged file fails here
-                Z, dead = z["linkage"], z["dead"]
-            if Z.shape == (X.shape[1] - 1, 4):
-                return (Z, dead), store
-            raise ValueError(f"tree of shape {Z.shape} for {X.shape[1]} neurons")
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-            print(f"[redundancy] cached clustering tree {path} rejected and recomputed: {e}", flush=True)
+    hit = load_arrays(folder, key, what="cached clustering tree")
+    if hit is not None:
+        Z, dead = hit[1]["linkage"], hit[1]["dead"]
+        if Z.shape == (X.shape[1] - 1, 4):
+            return (Z, dead), store
+        print(f"[redundancy] cached clustering tree {key} rejected and recomputed: tree of shape {Z.shape} "
+              f"for {X.shape[1]} neurons", flush=True)
     return None, store
 
 
@@ -615,12 +621,17 @@ class CorrelationClustering(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "representatives_")
         if not hasattr(X, "shape"):
             X = np.asarray(X)
-        if len(X.shape) != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has shape {tuple(X.shape)} but the clustering was fitted on "
-                             f"{self.n_features_in_} neurons")
-        if isinstance(X, np.ndarray):  # row chunk by row chunk: a mapped file's pages are released
-            return read_columns(X, self.representatives_)
-        return np.asarray(X[:, self.representatives_])
+        if len(X.shape) != 2:
+            X = _check_activations(X)  # names the shape
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but CorrelationClustering is expecting "
+                             f"{self.n_features_in_} features as input (the neurons it was fitted on)")
+        X = _check_activations(X, fitting=False)
+        out = read_columns(X, self.representatives_) if isinstance(X, np.ndarray) else np.asarray(
+            X[:, self.representatives_])  # row chunk by row chunk: a mapped file's pages are released
+        if not np.isfinite(out).all():
+            raise ValueError("X contains NaN or infinity in the kept neurons; remove or impute those values")
+        return out
 
     def fit_transform(self, X, y=None):
         """``fit(X)`` then ``transform(X)``."""

@@ -54,18 +54,37 @@ PREDICT_CHUNK_BYTES = 64 * 2**20
 
 
 def _check_X(X, name: str) -> np.ndarray:
-    """A 2-D numeric array, left as it is (a memmap stays a memmap: nothing is read here)."""
+    """A 2-D numeric array, left as it is (a memmap stays a memmap: nothing is read here).
+    The messages carry scikit-learn's words too, so its estimator checks recognise them."""
     if hasattr(X, "tocsr") or hasattr(X, "toarray"):
         raise TypeError(f"{name} does not take sparse input; pass a dense array")
     if not isinstance(X, np.ndarray):
         X = np.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"{name} expects a 2-D array (samples x features), got shape {X.shape}")
+        raise ValueError(f"{name} expects a 2-D array (samples x features), got shape {X.shape}. Reshape your "
+                         "data with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample")
+    if X.dtype.kind == "c":
+        raise ValueError(f"{name} expects real features, got dtype {X.dtype}: Complex data not supported")
+    if X.dtype.kind == "O":
+        X = X.astype(np.float64)  # numbers held as objects; anything else raises numpy's TypeError here
     if X.dtype.kind not in "fiub":
         raise ValueError(f"{name} expects numeric features, got dtype {X.dtype}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{name} got an empty array of shape {X.shape}")
+    for n, what in ((X.shape[0], "sample"), (X.shape[1], "feature")):
+        if n == 0:
+            raise ValueError(f"{name} got an empty array: 0 {what}(s) (shape={X.shape}) while a minimum of 1 is "
+                             "required.")
     return X
+
+
+def _check_finite_outputs(out: np.ndarray, X, rows: slice, name: str) -> None:
+    """Raise when a chunk's outputs are not finite because its input holds NaN or infinity (the
+    outputs are small: checking them costs nothing; the input is read only then)."""
+    if np.isfinite(out).all():
+        return
+    bad = np.flatnonzero(~np.isfinite(np.asarray(X[rows], dtype=np.float64)).all(1))
+    if bad.size:
+        raise ValueError(f"{name}: X contains NaN or infinity (row {rows.start + int(bad[0])} is the first); "
+                         "remove or impute those values")
 
 
 def _read_rows(X: np.ndarray, rows, np_dtype) -> np.ndarray:
@@ -159,6 +178,7 @@ class _LinearProbeBase(BaseEstimator):
             for s in range(0, X.shape[0], chunk):
                 xb = torch.from_numpy(_read_rows(X, slice(s, s + chunk), np_dtype)).to(device)
                 out[s:s + chunk] = F.linear(xb, weight, bias).cpu().numpy()
+                _check_finite_outputs(out[s:s + chunk], X, slice(s, s + chunk), f"{type(self).__name__}.predict")
                 release_mapped(X[s:s + chunk])  # a mapped file is read once here
         return out
 
@@ -252,7 +272,7 @@ class LinearProbe(ClassifierMixin, _LinearProbeBase):
         classes, encoded = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(f"LinearProbe needs at least two classes in y, but every one of its {len(y)} "
-                             f"labels is {classes[0]!r}: a probe cannot learn a one-class task")
+                             f"labels is {classes[0]!r} (1 class): a probe cannot learn a one-class task")
         self.classes_ = classes
         self.coef_, self.intercept_ = self._train(X, encoded.astype(np.int64), len(classes), regression=False)
         return self
@@ -493,8 +513,6 @@ def scores(y_true, y_pred, label_names=None, regression=False) -> dict:
     if y_true.shape[0] != y_pred.shape[0]:
         raise ValueError(f"y_true has {y_true.shape[0]} values but y_pred has {y_pred.shape[0]}")
     if regression:
-        import warnings
-
         from scipy.stats import pearsonr, spearmanr
 
         with warnings.catch_warnings():  # constant input: NaN, said in the docstring

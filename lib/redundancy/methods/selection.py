@@ -24,11 +24,9 @@ as the reference code). Neurons are indexed over the flattened activations: neur
 
 from __future__ import annotations
 
-import json
 import time
-import zipfile
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +36,9 @@ from sklearn.base import clone, is_regressor
 from .clustering import CorrelationClustering
 from .probe import LinearProbe, LinearProbeRegressor, fit_probes, scores
 from .ranking import NeuronRanking, lca_ranking
-from ..utils import fault_point, file_sha256, read_columns, stable_hash, write_json_atomic
+from .splits import Split, as_split, gather, shared_columns, standardize as standardize_splits
+from ..cache import load_arrays, save_arrays
+from ..utils import fault_point, stable_hash
 
 __all__ = [
     "MAX_FEATURES_GRID", "PIPELINE_GRID", "METRICS", "ProbeEvaluator", "ProbeResult", "grid_sizes",
@@ -55,7 +55,6 @@ PIPELINE_GRID = (tuple(round(0.001 * i, 3) for i in range(1, 6)) + tuple(round(0
                  + tuple(round(0.05 * i, 2) for i in range(3, 11)) + (0.6, 0.7, 0.8, 0.9))
 
 #: metric name -> (key in :func:`redundancy.methods.probe.scores`, regression?)
-_PROBE_RECORD = ("dev", "test", "dev_scores", "test_scores", "n_neurons")
 METRICS = {"accuracy": ("accuracy", False), "macro_f1": ("macro_f1", False),
            "matthews_corrcoef": ("matthews_corrcoef", False), "pearson": ("pearson", True),
            "spearman": ("spearman", True)}
@@ -100,107 +99,6 @@ def layer_neurons(layers, hidden: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------
 # data and evaluation
-
-@dataclass
-class _Split:
-    X: np.ndarray          # (rows, neurons), possibly a memmap
-    y: np.ndarray
-    key: str | None        # a content key for caching (store entries have one)
-    n_layers: int
-    hidden: int
-
-
-def _as_split(obj, name: str, n_layers: int | None) -> _Split:
-    from ..representations.store import Activations
-
-    if isinstance(obj, Activations):
-        return _Split(obj.flat(), np.asarray(obj.labels), obj.meta.get("key"), obj.n_layers, obj.hidden_size)
-    if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
-        raise TypeError(f"{name} must be an Activations entry or an (X, y) pair, got {type(obj).__name__}")
-    X, y = obj
-    if not hasattr(X, "shape"):
-        X = np.asarray(X)
-    y = np.asarray(y).ravel()
-    if X.ndim == 3:
-        L, H = X.shape[1], X.shape[2]
-        X = X.reshape(X.shape[0], L * H)
-    elif X.ndim == 2:
-        L = int(n_layers or 1)
-        if X.shape[1] % L:
-            raise ValueError(f"{name}: {X.shape[1]} neurons cannot be split into n_layers={L} equal layers")
-        H = X.shape[1] // L
-    else:
-        raise ValueError(f"{name}: X must be (rows, neurons) or (rows, layers, hidden), got shape {X.shape}")
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"{name}: X has {X.shape[0]} rows but y has {y.shape[0]} labels")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    return _Split(X, y, None, L, H)
-
-
-def _gather(X: np.ndarray, neurons: np.ndarray | None, chunk_bytes: int = 256 * 2**20) -> np.ndarray:
-    """Columns ``neurons`` of ``X`` as float32, read in row chunks; ``X`` itself for all columns."""
-    if neurons is None:
-        return X
-    n = X.shape[1]
-    if neurons.size == n and np.array_equal(neurons, np.arange(n)):
-        return X
-    if neurons.size and np.array_equal(neurons, np.arange(neurons[0], neurons[0] + neurons.size)):
-        return X[:, int(neurons[0]):int(neurons[0]) + neurons.size]  # a view; the probe reads batches
-    return read_columns(X, neurons, np.float32, chunk_bytes)  # a mapped file's pages released chunk by chunk
-
-
-def _standardize(splits: list[_Split], chunk_rows: int = 8192) -> tuple[list[_Split], dict]:
-    """Every split's columns z-scored with the first (train) split's per-neuron mean and standard
-    deviation (a constant neuron is centred only), as in-memory float32 arrays; returns the new
-    splits and the statistics."""
-    X = splits[0].X
-    n = X.shape[0]
-    total = np.zeros(X.shape[1])
-    for a in range(0, n, chunk_rows):
-        total += np.asarray(X[a:a + chunk_rows], dtype=np.float64).sum(0)
-    mean = total / n
-    sq = np.zeros(X.shape[1])
-    for a in range(0, n, chunk_rows):
-        sq += ((np.asarray(X[a:a + chunk_rows], dtype=np.float64) - mean) ** 2).sum(0)
-    std = np.sqrt(sq / n)
-    scale = np.where(std > 0, std, 1.0)
-    out = []
-    for sp in splits:
-        if sp is None:
-            out.append(None)
-            continue
-        Z = np.empty(sp.X.shape, dtype=np.float32)
-        for a in range(0, sp.X.shape[0], chunk_rows):
-            Z[a:a + chunk_rows] = (np.asarray(sp.X[a:a + chunk_rows], dtype=np.float64) - mean) / scale
-        out.append(_Split(Z, sp.y, None if sp.key is None else f"{sp.key}+standardized", sp.n_layers, sp.hidden))
-    return out, {"mean": mean, "std": std}
-
-
-def _shared_columns(sets: list[np.ndarray], n_neurons: int):
-    """One gather for several neuron sets: ``(union, [take])``, where ``union`` lists the
-    neurons to gather once (the longest set first, in its order, then the others' new ones)
-    and ``take(U)`` gives a set's columns of the gathered ``U``: a view where the set is a run
-    of ``union`` (the nested top-k sets of the minimal-set search, single layers), else a copy."""
-    longest = max(sets, key=len)
-    seen = np.zeros(n_neurons, dtype=bool)
-    seen[longest] = True
-    extra = [f[~seen[f]] for f in sets]
-    union = np.concatenate([longest] + [e for e in extra if e.size])
-    union = union[np.sort(np.unique(union, return_index=True)[1])]  # first occurrences, in order
-    where = np.empty(n_neurons, dtype=np.int64)
-    where[union] = np.arange(union.size)
-    if union.size == n_neurons and np.array_equal(union, np.arange(n_neurons)):
-        union = None  # all neurons in their order: _gather returns the split itself
-    takes = []
-    for f in sets:
-        pos = where[f]
-        if pos.size and np.array_equal(pos, np.arange(pos[0], pos[0] + pos.size)):
-            takes.append(lambda U, a=int(pos[0]), b=int(pos[0]) + pos.size: U[:, a:b])
-        else:  # chunk by chunk, in U's dtype: U may be a mapped file (the split itself), its pages released
-            takes.append(lambda U, pos=pos: read_columns(U, pos))
-    return union, takes
-
 
 @dataclass
 class ProbeResult:
@@ -272,15 +170,15 @@ class ProbeEvaluator:
 
     def __init__(self, train, dev, test=None, *, probe=None, metric=None, random_state=0, n_layers=None,
                  label_names=None, cache_dir=None, data_key=None, progress=False, standardize=False):
-        self.train = _as_split(train, "train", n_layers)
-        self.dev = _as_split(dev, "dev", n_layers)
-        self.test = _as_split(test, "test", n_layers) if test is not None else None
+        self.train = as_split(train, "train", n_layers)
+        self.dev = as_split(dev, "dev", n_layers)
+        self.test = as_split(test, "test", n_layers) if test is not None else None
         self.standardize = bool(standardize)
         for s, name in ((self.dev, "dev"), (self.test, "test")):
             if s is not None and s.X.shape[1] != self.train.X.shape[1]:
                 raise ValueError(f"{name} has {s.X.shape[1]} neurons but train has {self.train.X.shape[1]}")
         if self.standardize:
-            (self.train, self.dev, self.test), self.standardization = _standardize([self.train, self.dev, self.test])
+            (self.train, self.dev, self.test), self.standardization = standardize_splits([self.train, self.dev, self.test])
             if data_key is not None:
                 data_key = f"{data_key}+standardized"
         self.n_layers, self.hidden = self.train.n_layers, self.train.hidden
@@ -315,47 +213,24 @@ class ProbeEvaluator:
         params = {k: v for k, v in self.probe.get_params().items() if k not in ("verbose", "device")}
         return stable_hash({"data": self.data_key, "neurons": stable_hash(neurons.tolist(), 32),
                             "probe": type(self.probe).__name__, "params": params, "metric": self.metric,
-                            "version": 2}, 24)
+                            "version": 3}, 24)
 
     def _load(self, key: str, neurons: np.ndarray) -> ProbeResult | None:
-        js, npz = self.cache_dir / f"{key}.json", self.cache_dir / f"{key}.npz"
-        if not (js.exists() and npz.exists()):
+        hit = load_arrays(self.cache_dir, key, what="probe cache entry")
+        if hit is None:
             return None
-        try:
-            meta = json.loads(js.read_text())
-            record = {k: meta[k] for k in _PROBE_RECORD}
-            if "check" in meta and meta["check"] != stable_hash(record, 24):
-                raise ValueError(f"{js} was edited: its scores do not match their checksum")
-            if "npz" in meta:
-                if npz.stat().st_size != meta["npz"]["size"] or file_sha256(npz) != meta["npz"]["sha256"]:
-                    raise ValueError(f"{npz} is truncated or edited (size or sha256 differs from {js.name})")
-            with np.load(npz) as z:
-                coef, intercept = z["coef"], z["intercept"]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-            print(f"[redundancy] probe cache entry {key} rejected and recomputed: {e}", flush=True)
-            return None
+        meta, arrays = hit
         return ProbeResult(neurons, meta["dev"], meta["test"], meta["dev_scores"], meta["test_scores"],
-                           coef, intercept, 0.0, cached=True)
+                           arrays["coef"], arrays["intercept"], 0.0, cached=True)
 
     def _save(self, key: str, r: ProbeResult) -> None:
-        import os
-        import tempfile
-
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=key, suffix=".tmp.npz")
-        os.close(fd)
-        np.savez(tmp, coef=r.coef, intercept=np.atleast_1d(r.intercept))
-        npz = {"size": os.path.getsize(tmp), "sha256": file_sha256(tmp)}
-        os.replace(tmp, self.cache_dir / f"{key}.npz")
-        record = {"dev": r.dev, "test": r.test, "dev_scores": r.dev_scores, "test_scores": r.test_scores,
-                  "n_neurons": r.n_neurons}
-        record = json.loads(json.dumps(record, default=str))  # the checksum is of what is read back
-        write_json_atomic(self.cache_dir / f"{key}.json",
-                          {**record, "fit_seconds": r.fit_seconds, "npz": npz, "check": stable_hash(record, 24)})
+        save_arrays(self.cache_dir, key, {"coef": r.coef, "intercept": np.atleast_1d(r.intercept)},
+                    {"dev": r.dev, "test": r.test, "dev_scores": r.dev_scores, "test_scores": r.test_scores,
+                     "n_neurons": r.n_neurons, "fit_seconds": r.fit_seconds})
         fault_point("probe-save")
 
-    def _scores(self, probe, split: _Split, neurons, X=None) -> dict:
-        X = _gather(split.X, neurons) if X is None else X
+    def _scores(self, probe, split: Split, neurons, X=None) -> dict:
+        X = gather(split.X, neurons) if X is None else X
         return scores(split.y, probe.predict(X), label_names=self.label_names, regression=self.regression)
 
     def check_neurons(self, neurons) -> np.ndarray | None:
@@ -386,7 +261,7 @@ class ProbeEvaluator:
                 return hit
         probe = clone(self.probe)
         t0 = time.perf_counter()
-        probe.fit(_gather(self.train.X, idx), self.train.y)
+        probe.fit(gather(self.train.X, idx), self.train.y)
         seconds = time.perf_counter() - t0
         self.n_fits += 1
         return self._finish(probe, full, idx, seconds, name)
@@ -426,7 +301,7 @@ class ProbeEvaluator:
             p.intercept_ = float(np.ravel(r.intercept)[0])
         else:
             p.classes_, p.intercept_ = np.unique(self.train.y), np.ravel(r.intercept)
-        pred = p.predict(_gather(self.test.X, idx))
+        pred = p.predict(gather(self.test.X, idx))
         got = scores(self.test.y, pred, label_names=self.label_names, regression=self.regression)[METRICS[self.metric][0]]
         if not (np.isclose(got, r.test, atol=1e-6) or (np.isnan(got) and np.isnan(r.test))):
             raise RuntimeError(f"recomputed test {self.metric} {got} differs from the probe's record {r.test}")
@@ -460,12 +335,12 @@ class ProbeEvaluator:
                 todo.append(j)
         if len(todo) > 1 and isinstance(self.probe, (LinearProbe, LinearProbeRegressor)):
             t0 = time.perf_counter()
-            fitted = fit_probes(self.probe, self.train.X, self.train.y, [fulls[j] for j in todo], gather=_gather)
+            fitted = fit_probes(self.probe, self.train.X, self.train.y, [fulls[j] for j in todo], gather=gather)
             each = (time.perf_counter() - t0) / len(todo)  # the pass's time, shared out
             self.n_fits += len(todo)
-            views = _shared_columns([fulls[j] for j in todo], self.n_neurons)
-            dev_u = _gather(self.dev.X, views[0])
-            test_u = _gather(self.test.X, views[0]) if self.test is not None else None
+            views = shared_columns([fulls[j] for j in todo], self.n_neurons)
+            dev_u = gather(self.dev.X, views[0])
+            test_u = gather(self.test.X, views[0]) if self.test is not None else None
             for j, probe, cols in zip(todo, fitted, views[1]):
                 results[j] = self._finish(probe, fulls[j], idxs[j], each, names[j], X_dev=cols(dev_u),
                                           X_test=None if test_u is None else cols(test_u))
@@ -834,7 +709,7 @@ def ccfs(ev: ProbeEvaluator, top_layer: int, threshold: float = 0.3, delta: floa
     layer_idx = layer_neurons(range(int(top_layer) + 1), ev.hidden)
     cc = CorrelationClustering(threshold=threshold, representative=representative, random_state=random_state,
                                memory=memory)
-    cc.fit(_gather(ev.train.X, layer_idx))
+    cc.fit(gather(ev.train.X, layer_idx))
     clustered = layer_idx[cc.representatives_]
     base = ev.evaluate(clustered, name=f"clustered (c_t={threshold}, {clustered.size} neurons)")
     sel = minimal_neuron_set(ev, clustered, delta=delta, grid=grid, n_total=n_total, reference=base,

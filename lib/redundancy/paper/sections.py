@@ -37,7 +37,7 @@ from ..representations.runs import load_config, results_dir
 from ..representations.runs import run as run_pipeline
 from ..methods.selection import (MAX_FEATURES_GRID, PIPELINE_GRID, ProbeEvaluator, layer_analysis, ls_ccfs,
                         minimal_neuron_set)
-from ..utils import write_json_atomic
+from ..cache import write_json_atomic
 
 __all__ = ["Study", "model_label"]
 

@@ -14,9 +14,10 @@ written atomically, so a rerun reuses them and a killed run leaves nothing half-
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ import numpy as np
 from ..config import CACHE_VERSION, cache_dir
 from .models import LoadedModel, load_model, model_identity
 from ..data.tasks import TaskData
-from ..utils import atomic_dir, clean_stale_tmp, fault_point, file_lock, set_seed, stable_hash, write_json_atomic
+from ..cache import (atomic_dir, clean_stale_tmp, damage, file_lock, file_record, folder_damage, folder_records,
+                     write_atomic, write_json_atomic)
+from ..utils import fault_point, set_seed, stable_hash
 
 
 @dataclass
@@ -114,23 +117,26 @@ def fine_tune(base: str, task: TaskData, config: FineTuneConfig | None = None, d
                "finetune": asdict(cfg), "cache_version": CACHE_VERSION}
     key = stable_hash(key_cfg)
     final = cache_dir() / "finetuned" / task.name / base_identity["name"].replace("/", "_") / key
-    if (final / "meta.json").is_file():
+    if _intact(final):
         return final
     with file_lock(final.parent / f".{key}.lock"):
-        if (final / "meta.json").is_file():
+        if _intact(final, report=True):
             return final
         clean_stale_tmp(final.parent, key)
         run = _Training(base, task, cfg, device, final.parent / f".{key}.checkpoint.pt")
         run.resume()
         run.train(progress, checkpoint_every_s, checkpoint_every_steps)
         scores = {s: _evaluate(run.model, run.tok, task, s, cfg.max_length, device) for s in ("dev",)}
-        with atomic_dir(final) as tmp:
+        with _saving(final), atomic_dir(final) as tmp:
             run.model.save_pretrained(tmp)
             run.tok.save_pretrained(tmp)
+            files = folder_records(tmp, sorted(f.name for f in tmp.iterdir() if f.is_file()))
             write_json_atomic(tmp / "meta.json", {**key_cfg, "key": key, "steps": run.total, "loss": run.losses,
                                                   "scores": scores, "train_time_s": round(run.elapsed, 2),
-                                                  "train_examples": int(len(run.idx_all)), "device": device})
+                                                  "train_examples": int(len(run.idx_all)), "device": device,
+                                                  "files": files})
         run.ckpt.unlink(missing_ok=True)
+        _checkpoint_record(run.ckpt).unlink(missing_ok=True)
     return final
 
 
@@ -185,6 +191,7 @@ class _Training:
         if not self.ckpt.is_file():
             return
         try:
+            _check_checkpoint(self.ckpt)
             state = torch.load(self.ckpt, map_location=self.device, weights_only=False)
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
@@ -201,6 +208,7 @@ class _Training:
             print(f"[fine-tune] checkpoint {self.ckpt} unreadable ({type(e).__name__}: {e}); starting over",
                   flush=True)
             self.ckpt.unlink(missing_ok=True)
+            _checkpoint_record(self.ckpt).unlink(missing_ok=True)
             self._start()
 
     def train(self, progress, checkpoint_every_s, checkpoint_every_steps) -> None:
@@ -237,13 +245,59 @@ class _Training:
         self.elapsed = before + time.time() - t0
 
 
+def _intact(final: Path, report: bool = False) -> bool:
+    """Whether a finished fine-tune is in ``final`` with every file as recorded (size and
+    checksum). A damaged one is removed (and named when ``report``), to be trained again:
+    a model whose weights changed on disk is never used. Entries saved before the records
+    were kept are taken as they are."""
+    if not (final / "meta.json").is_file():
+        return False
+    why = folder_damage(final, finetune_meta(final).get("files", {}))
+    if why is None:
+        return True
+    if report:  # under the entry's lock: safe to remove
+        print(f"[fine-tune] {why}: the fine-tuned model {final} is damaged; it is removed and trained again",
+              flush=True)
+        import shutil
+
+        shutil.rmtree(final)
+    return False
+
+
+@contextlib.contextmanager
+def _saving(final: Path):
+    """A full disk while saving a fine-tuned model: an error that names the folder and what to do."""
+    try:
+        yield
+    except Exception as e:  # safetensors reports a full disk as its own error type
+        if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
+            raise OSError(errno.ENOSPC, f"no space left on the device while saving the fine-tuned model to {final}; "
+                          "free space there (or point REDUNDANCY_CACHE at a larger disk) and run again: "
+                          "training resumes from its last checkpoint", str(final)) from e
+        raise
+
+
+def _checkpoint_record(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
-    """Write a fine-tuning checkpoint atomically (a kill leaves the previous one)."""
+    """Write a fine-tuning checkpoint atomically (a kill leaves the previous one), with its size
+    and checksum beside it so that a damaged checkpoint is never resumed from."""
     import torch
 
-    tmp = path.with_name(path.name + ".tmp-write")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with _saving(path):
+        write_atomic(path, lambda f: torch.save(state, f))
+        write_json_atomic(_checkpoint_record(path), file_record(path))
+
+
+def _check_checkpoint(path: Path) -> None:
+    rec = _checkpoint_record(path)
+    if not rec.is_file():
+        raise ValueError(f"{rec} (its size and checksum) is missing")
+    why = damage(path, json.loads(rec.read_text()))
+    if why:
+        raise ValueError(why)
 
 
 def finetune_meta(path) -> dict:

@@ -17,7 +17,8 @@ from pathlib import Path
 from ..data import fetch
 from ..config import cache_dir
 from ..errors import ModelNotFoundError
-from ..utils import file_sha256, stable_hash, write_json_atomic
+from ..utils import stable_hash
+from ..cache import file_sha256, write_json_atomic
 
 EMBEDDED_MODELS = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2 (6 layers + embeddings, 384 wide: 2,688 neurons), "

@@ -31,7 +31,7 @@ import yaml
 from ..config import cache_dir, repo_root
 from ..data.tasks import SPLITS, TASKS, load_task
 from ..provenance import PeakSampler, own_anonymous
-from ..utils import write_json_atomic
+from ..cache import write_json_atomic
 
 KNOWN_KEYS = {"name", "models", "tasks", "device", "aggregation", "dtype", "splits", "truncate",
               "results_dir", "max_batch_tokens", "finetune", "finetune_seeds", "seed", "seeds", "standardize",

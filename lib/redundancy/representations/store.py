@@ -30,8 +30,8 @@ import numpy as np
 from ..config import CACHE_VERSION, cache_dir
 from ..errors import CacheError
 from ..provenance import library_versions
-from ..utils import (atomic_dir, clean_stale_tmp, file_checksum, file_lock, file_xxh3, read_columns, release_mapped,
-                    stable_hash, write_json_atomic)
+from ..cache import atomic_dir, clean_stale_tmp, damage, file_lock, file_record, write_json_atomic
+from ..utils import read_columns, release_mapped, stable_hash
 
 ARRAYS = ("activations.npy", "labels.npy", "sentence_ids.npy")
 
@@ -130,16 +130,11 @@ def check_files(path: Path, meta: dict, verify: str = "size") -> None:
         return
     for name, rec in meta.get("files", {}).items():
         f = path / name
-        if not f.is_file():
-            raise CacheError(f"{f} is missing; the cache entry {path} is incomplete and will be recomputed")
-        if f.stat().st_size != rec["size"]:
-            raise CacheError(f"{f} has {f.stat().st_size} bytes but its metadata records {rec['size']}: "
-                             "truncated or edited; the entry will be recomputed")
         # a file written since its entry was made (an edit that kept the size) is checksummed
-        touched = "mtime_ns" in rec and f.stat().st_mtime_ns != rec["mtime_ns"]
-        if (verify == "full" or touched) and len(set(file_checksum(f, rec))) != 1:
-            raise CacheError(f"{f}: checksum differs from its metadata: edited or corrupted; "
-                             "the entry will be recomputed")
+        touched = f.is_file() and "mtime_ns" in rec and f.stat().st_mtime_ns != rec["mtime_ns"]
+        why = damage(f, rec, checksum=verify == "full" or touched)
+        if why:
+            raise CacheError(f"{why}; the cache entry {path} will be recomputed")
 
 
 class ActivationStore:
@@ -196,8 +191,8 @@ class ActivationStore:
                         "layout": "rows x layers x hidden", "versions": library_versions(),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_time_s": round(time.time() - t0, 3),
                         **w.meta,
-                        "files": {n: {"size": (tmp / n).stat().st_size, "xxh3_128": file_xxh3(tmp / n),
-                                      "mtime_ns": (tmp / n).stat().st_mtime_ns} for n in ARRAYS}}
+                        "files": {n: {**file_record(tmp / n), "mtime_ns": (tmp / n).stat().st_mtime_ns}
+                                  for n in ARRAYS}}
                 write_json_atomic(tmp / "meta.json", meta)
 
     def get_or_create(self, config: dict, shape_fn, fill_fn, dtype="float32", verify="size") -> Activations:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..config import repo_root
 from ..provenance import PeakSampler, children_rss
-from ..utils import write_json_atomic
+from ..cache import write_json_atomic
 
 __all__ = ["notebooks", "run_notebooks", "clean_notebook", "unclean_notebooks"]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..config import repo_root
 from ..provenance import library_versions, machine
 from ..representations.runs import invocations_of, load_config, results_dir
-from ..utils import write_json_atomic
+from ..cache import write_json_atomic
 
 __all__ = ["publish", "summary"]
 

@@ -1,0 +1,96 @@
+"""redundancy.cache: atomic writes, size + checksum records, array entries, on planted damage."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from redundancy.cache import (damage, file_record, folder_damage, folder_records, load_arrays, save_arrays,
+                              write_atomic, write_json_atomic)
+
+
+def test_file_record_matches_an_independent_xxh3(tmp_path):
+    import xxhash
+
+    f = tmp_path / "a.bin"
+    f.write_bytes(bytes(range(256)) * 1000)
+    assert file_record(f) == {"size": 256_000, "xxh3_128": xxhash.xxh3_128(f.read_bytes()).hexdigest()}
+
+
+@pytest.mark.parametrize("edit, why", [
+    (None, None),
+    ("truncate", "bytes, its record says"),
+    ("same size", "checksum"),
+    ("remove", "missing"),
+])
+def test_damage_names_the_file_and_what_differs(tmp_path, edit, why):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"x" * 1000)
+    rec = file_record(f)
+    if edit == "truncate":
+        f.write_bytes(b"x" * 999)
+    elif edit == "same size":
+        f.write_bytes(b"x" * 999 + b"y")
+    elif edit == "remove":
+        f.unlink()
+    got = damage(f, rec)
+    assert (got is None) == (why is None)
+    if why:
+        assert str(f) in got and why in got
+
+
+def test_size_only_check_reads_no_content_and_sha256_records_still_verify(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"x" * 100)
+    rec = file_record(f)
+    f.write_bytes(b"y" * 100)
+    assert damage(f, rec, checksum=False) is None and "checksum" in damage(f, rec)
+    old = {"size": 100, "sha256": hashlib.sha256(b"y" * 100).hexdigest()}  # records written before xxh3
+    assert damage(f, old) is None
+    assert "sha256" in damage(f, {**old, "sha256": "0" * 64})
+
+
+def test_folder_records_find_the_first_damaged_file(tmp_path):
+    for n in ("a", "b"):
+        (tmp_path / n).write_text(n * 10)
+    recs = folder_records(tmp_path, ["a", "b"])
+    assert folder_damage(tmp_path, recs) is None
+    (tmp_path / "b").write_text("c" * 10)
+    assert str(tmp_path / "b") in folder_damage(tmp_path, recs)
+
+
+def test_write_atomic_keeps_the_old_file_on_failure_and_names_the_path(tmp_path):
+    f = tmp_path / "out.json"
+    write_json_atomic(f, {"a": 1})
+
+    def half_then_full(fh):
+        fh.write(b"{partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as info:
+        write_atomic(f, half_then_full)
+    assert info.value.errno == errno.ENOSPC and str(f) in str(info.value)
+    assert json.loads(f.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary left
+
+
+def test_array_entry_round_trip_and_absence(tmp_path):
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert load_arrays(tmp_path, "k") is None
+    save_arrays(tmp_path, "k", {"a": a, "b": np.array([1])}, {"score": 0.5, "name": "x"})
+    meta, arrays = load_arrays(tmp_path, "k")
+    assert meta == {"score": 0.5, "name": "x"}
+    np.testing.assert_array_equal(arrays["a"], a)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.json", "k.npz"]
+
+
+@pytest.mark.parametrize("plant", ["edited metadata", "same-size npz edit", "truncated npz", "record not JSON"])
+def test_damaged_array_entry_is_reported_and_not_used(tmp_path, capsys, plant, plant_damage):
+    save_arrays(tmp_path, "k", {"a": np.arange(100.0)}, {"score": 0.5})
+    plant_damage(tmp_path / "k.json", tmp_path / "k.npz", plant, field="score")
+    assert load_arrays(tmp_path, "k", what="test entry") is None
+    assert "test entry k rejected and recomputed" in capsys.readouterr().out
