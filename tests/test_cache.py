@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -94,3 +95,42 @@ def test_damaged_array_entry_is_reported_and_not_used(tmp_path, capsys, plant, p
     plant_damage(tmp_path / "k.json", tmp_path / "k.npz", plant, field="score")
     assert load_arrays(tmp_path, "k", what="test entry") is None
     assert "test entry k rejected and recomputed" in capsys.readouterr().out
+
+
+def _small_cache(root):
+    """One entry of each layout: an array entry (a probe), a folder entry (activations, a
+    fine-tuned model), a checkpoint with its record; plus a JSON that records nothing."""
+    save_arrays(root / "probes", "p1", {"coef": np.arange(50.0)}, {"dev": 0.5})
+    entry = root / "activations" / "e1"
+    entry.mkdir(parents=True)
+    (entry / "activations.npy").write_bytes(b"\x00" * 4096)
+    write_json_atomic(entry / "meta.json", {"config": {}, "files": folder_records(entry, ["activations.npy"])})
+    ckpt = root / "finetuned" / ".k.checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"\x01" * 2048)
+    write_json_atomic(root / "finetuned" / ".k.checkpoint.pt.json", file_record(ckpt))
+    write_json_atomic(root / "finetuned" / "finetunes.json", {"finetunes": []})
+    return {"probe": root / "probes" / "p1.npz", "activations": entry / "activations.npy", "checkpoint": ckpt}
+
+
+@pytest.mark.parametrize("plant", [None, "probe", "activations", "checkpoint"])
+def test_verify_finds_a_byte_changed_in_any_kind_of_entry(tmp_path, plant, capsys):
+    from redundancy.__main__ import main
+    from redundancy.cache import verify_tree
+
+    files = _small_cache(tmp_path)
+    if plant:  # one byte, size and modification time kept: only a checksum tells
+        f = files[plant]
+        st = f.stat()
+        raw = bytearray(f.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        f.write_bytes(bytes(raw))
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = verify_tree(tmp_path)
+    assert r["entries"] == 3 and r["files"] == 3
+    assert [why for _, why in r["damaged"]] == ([] if plant is None else [
+        f"{files[plant]} does not match its recorded xxh3_128 checksum (edited or damaged)"])
+    assert verify_tree(tmp_path, checksum=False)["damaged"] == []  # the quick check reads sizes only
+    assert main(["verify", "--cache", str(tmp_path)]) == (0 if plant is None else 1)
+    out = capsys.readouterr().out
+    assert ("no damage found" in out) == (plant is None) and (plant is None or str(files[plant]) in out)

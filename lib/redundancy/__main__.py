@@ -1,4 +1,4 @@
-"""Command line: ``python -m redundancy {fetch,run,finetune,notebooks,publish,verdicts,tasks,stats}``."""
+"""Command line: ``python -m redundancy {fetch,run,finetune,notebooks,publish,verdicts,verify,tasks,stats}``."""
 
 from __future__ import annotations
 
@@ -42,10 +42,39 @@ def _parser() -> argparse.ArgumentParser:
                     help="a results folder (default: the published paper-scale results)")
     vd.add_argument("--json", help="also write the records (claim, criterion, paper value, ours, interval, margin, "
                                    "outcome, seeds) to this file")
+    vf = sub.add_parser("verify", help="check every cache entry (activations, fine-tuned models, checkpoints, "
+                                       "probes, clustering trees) against its recorded sizes and checksums")
+    vf.add_argument("--cache", help="the cache folder (default: $REDUNDANCY_CACHE, else data/cache)")
+    vf.add_argument("--quick", action="store_true", help="sizes only, no checksums (seconds instead of minutes)")
     sub.add_parser("tasks", help="list the registered tasks")
     s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
     s.add_argument("tasks", nargs="+")
     return p
+
+
+def _verify(args) -> int:
+    import time
+
+    from .cache import verify_tree
+    from .config import cache_dir
+
+    root = args.cache or cache_dir()
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"cache folder {root} not found")
+    t0 = time.time()
+    r = verify_tree(root, checksum=not args.quick)
+    print(f"[verify] {root}: {r['entries']} entries, {r['files']} files, {r['bytes'] / 2**30:.2f} GiB "
+          f"{'sizes' if args.quick else 'sizes and checksums'} checked in {time.time() - t0:.1f}s")
+    for js, why in r["damaged"]:
+        print(f"  DAMAGED {why} (entry {js}): it is recomputed when next used, or delete its folder or files")
+    for js, why in r["unreadable"]:
+        print(f"  UNREADABLE record {js}: {why}")
+    if r["temporary"]:
+        print(f"  {len(r['temporary'])} leftover temporary file(s) of killed writes (never read; removed by the "
+              f"next write of the same entry), e.g. {r['temporary'][0]}")
+    bad = len(r["damaged"]) + len(r["unreadable"])
+    print(f"[verify] {'no damage found' if not bad else f'{bad} damaged or unreadable'}")
+    return 1 if bad else 0
 
 
 def main(argv=None) -> int:
@@ -98,6 +127,8 @@ def main(argv=None) -> int:
             if args.json:
                 write_json_atomic(args.json, [v.record() for v in verdicts])
                 print(f"[verdicts] {len(verdicts)} records: {args.json}")
+        elif args.cmd == "verify":
+            return _verify(args)
         elif args.cmd == "tasks":
             from .data.tasks import list_tasks
 

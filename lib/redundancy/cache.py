@@ -201,3 +201,56 @@ def folder_damage(folder, records: dict, checksum: bool = True) -> str | None:
         if why:
             return why
     return None
+
+
+# --------------------------------------------------------------------------------------
+# a whole cache checked at once
+
+def _records_of(js: Path) -> dict | None:
+    """``{file: record}`` that the JSON file ``js`` vouches for, or None when it records none:
+    a folder entry's ``meta.json`` (``files``), an array entry's ``<key>.json`` (``npz``), a
+    checkpoint's ``<name>.json`` (its own size and checksum)."""
+    rec = json.loads(js.read_text())
+    if not isinstance(rec, dict):
+        return None
+    if isinstance(rec.get("files"), dict) and js.name == "meta.json":
+        return {js.parent / n: r for n, r in rec["files"].items()}
+    if isinstance(rec.get("npz"), dict) and "size" in rec["npz"]:
+        return {js.with_suffix(".npz"): rec["npz"]}
+    if set(rec) == {"size", "xxh3_128"}:
+        return {js.with_suffix(""): rec}
+    return None
+
+
+def verify_tree(root, checksum: bool = True, progress=None) -> dict:
+    """Check every cache entry below ``root`` against its records (sizes, and checksums unless
+    ``checksum=False``), reading each payload once.
+
+    Returns ``{"entries": n, "files": n, "bytes": n, "damaged": [(record file, why), ...],
+    "unreadable": [(record file, why), ...], "temporary": [leftovers of killed writes]}``. Entries
+    saved before their records were kept are not counted. Nothing is changed: a damaged entry is
+    recomputed when next used, or removed by hand."""
+    root = Path(root)
+    out = {"entries": 0, "files": 0, "bytes": 0, "damaged": [], "unreadable": [], "temporary": []}
+    for js in sorted(root.rglob("*.json")):
+        if ".tmp-" in str(js.relative_to(root)):
+            continue
+        try:
+            records = _records_of(js)
+        except (OSError, ValueError) as e:
+            out["unreadable"].append((str(js), f"{type(e).__name__}: {e}"))
+            continue
+        if not records:
+            continue
+        out["entries"] += 1
+        for path, rec in records.items():
+            why = damage(path, rec, checksum)
+            out["files"] += 1
+            out["bytes"] += rec.get("size", 0)
+            if why:
+                out["damaged"].append((str(js), why))
+                break
+        if progress:
+            progress(out)
+    out["temporary"] = sorted(str(p) for p in root.rglob("*.tmp-*"))
+    return out

@@ -334,3 +334,22 @@ def test_read_glue_tsv_mnli_gold_label_is_last_match(tmp_path):
     f = write(tmp_path / "dev_matched.tsv", header + "\n" + row + "\n")
     c = read_glue_tsv(f, "mnli")
     assert c.texts == ["P ."] and c.pairs == ["H ."] and c.labels == ["neutral"]
+
+
+def test_read_conll_line_with_a_stray_column_is_named_not_misread(tmp_path):
+    """'The DT B-NP X' among 3-column lines would make 'X' the tag: refused, naming both lines."""
+    f = write(tmp_path / "train.txt", "He PRP B-NP\nleft VBD B-VP\n\nThe DT B-NP X\ndog NN I-NP\n")
+    with pytest.raises(DataFormatError) as ei:
+        read_conll(f)
+    msg = str(ei.value)
+    assert f"{f}:4:" in msg and "4 columns" in msg and "line 1 has 3" in msg
+    # the same lines with the column on every line are read
+    ok = write(tmp_path / "ok.txt", "He PRP B-NP X\nleft VBD B-VP X\n\nThe DT B-NP X\ndog NN I-NP X\n")
+    assert read_conll(ok, tag_column=2).tags == [["B-NP", "B-VP"], ["B-NP", "I-NP"]]
+
+
+def test_read_glue_tsv_empty_second_sentence_says_so(tmp_path):
+    f = write(tmp_path / "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA man sleeps.\t\tentailment\n")
+    with pytest.raises(DataFormatError) as ei:
+        read_glue_tsv(f, "rte")
+    assert f"{f}:2: the field 'sentence2' is empty" in str(ei.value)

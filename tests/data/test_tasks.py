@@ -11,7 +11,7 @@ import pytest
 
 from redundancy.data import fetch
 from redundancy.config import repo_root
-from redundancy.errors import DataError, UnknownTaskError
+from redundancy.errors import DataError, DataFormatError, UnknownTaskError
 from redundancy.data.tasks import TaskData, list_tasks, load_task, task_statistics
 
 
@@ -317,3 +317,109 @@ def test_ptb_pos_sizes_if_cached(monkeypatch):
     assert sum(t.dropped.get(s, {}).get("count", 0) for s in ("dev", "test")) == \
         sum(int((t.label_ids(s) < 0).sum()) for s in ("dev", "test"))
     assert len(t.label_names) > 30
+
+
+def test_word_tag_file_whose_first_line_has_an_untagged_token_is_not_read_as_conll(tmp_path):
+    """Token lines of different lengths are not CoNLL; most tokens are word/TAG, so the file is
+    read as word/TAG and the untagged token is named (it was once read as CoNLL: tokens
+    'Pierre/NNP', tags ',/,')."""
+    text = "Pierre/NNP Vinken ,/, 61/CD years/NNS old/JJ ./.\nMr./NNP Vinken/NNP is/VBZ chairman/NN ./.\n"
+    files = {s: write(tmp_path / f"{s}.txt", text) for s in ("train", "dev", "test")}
+    with pytest.raises(DataFormatError) as ei:
+        load_task("pos", **files)
+    assert "train.txt:1: token 2 'Vinken'" in str(ei.value)
+
+
+def test_token_file_that_is_neither_format_is_refused(tmp_path):
+    text = "the cat sat\non the\nmat today , said he\n"
+    files = {s: write(tmp_path / f"{s}.txt", text) for s in ("train", "dev", "test")}
+    with pytest.raises(DataFormatError, match="cannot tell its format: lines 1 and 2 have 3 and 2 columns"):
+        load_task("pos", **files)
+    ok = {s: write(tmp_path / f"ok-{s}.txt", "the DT\ncat NN\n\na DT\ndog NN\n") for s in ("train", "dev", "test")}
+    assert load_task("pos", **ok, format="conll")["train"].tokens == [["the", "cat"], ["a", "dog"]]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_token_file_is_named(tmp_path, chunk_files, content):
+    chunk_files["dev"] = write(tmp_path / "empty-dev.txt", content)
+    with pytest.raises(DataError, match=r"empty-dev\.txt: no tokens: the file is empty or holds only blank lines"):
+        load_task("chunking", **chunk_files)
+
+
+# --- any sentence task from the user's files --------------------------------------------
+
+def _tweets(n, start=0):
+    return [(f"tweet number {i} is {'great' if i % 2 else 'awful'}", "pos" if i % 2 else "neg")
+            for i in range(start, start + n)]
+
+
+def test_a_users_csv_becomes_a_named_task_split_as_the_paper(tmp_path):
+    """train 90/10 -> train/dev (seeded), the given test kept; the user's name, not 'sst-2'."""
+    import csv
+
+    for split, rows in (("train", _tweets(50)), ("test", _tweets(10, 100))):
+        with open(tmp_path / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "tweet", "sentiment"])
+            w.writerows([(i, t, y) for i, (t, y) in enumerate(rows)])
+    t = load_task("my-tweets", task="sentences", train=tmp_path / "train.csv", test=tmp_path / "test.csv",
+                  text="tweet", label="sentiment", paper_analogue="SST-2")
+    assert t.name == "my-tweets" and t.kind == "sentence" and not t.regression and t.paper_analogue == "SST-2"
+    assert (len(t["train"]), len(t["dev"]), len(t["test"])) == (45, 5, 10)
+    assert t.label_names == ["neg", "pos"]
+    assert t["test"].texts[0] == "tweet number 100 is awful" and t["test"].sources[0].endswith("test.csv:2")
+    again = load_task("my-tweets", task="sentences", train=tmp_path / "train.csv", test=tmp_path / "test.csv",
+                      text="tweet", label="sentiment")
+    assert again["dev"].texts == t["dev"].texts  # the split is seeded
+
+
+def test_jsonl_pairs_with_a_numeric_score_are_a_regression_task_and_one_file_is_split_three_ways(tmp_path):
+    import json
+
+    lines = [json.dumps({"a": f"sentence {i}", "b": f"other {i}", "score": i / 7}) for i in range(40)]
+    (tmp_path / "all.jsonl").write_text("\n".join(lines) + "\n")
+    t = load_task("sentences", train=tmp_path / "all.jsonl", text="a", pair="b", label="score")
+    assert t.regression and t["train"].pairs is not None
+    assert (len(t["train"]), len(t["dev"]), len(t["test"])) == (32, 4, 4)  # test 10% first, then 90/10
+    assert isinstance(t["dev"].labels[0], float)
+
+
+def test_tsv_with_explicit_dev_and_classes_that_look_like_numbers(tmp_path):
+    rows = "text\tlabel\n" + "".join(f"s {i}\t{i % 3}\n" for i in range(30))
+    for s in ("train", "dev", "test"):
+        (tmp_path / f"{s}.tsv").write_text(rows)
+    t = load_task("sentences", train=tmp_path / "train.tsv", dev=tmp_path / "dev.tsv", test=tmp_path / "test.tsv")
+    assert not t.regression and t.label_names == ["0", "1", "2"] and len(t["dev"]) == 30
+
+
+@pytest.mark.parametrize("content, fmt, words", [
+    ("tweet,label\nhello,pos\n", "auto", "no column(s) ['text']; the file has ['label', 'tweet']"),
+    ("text,label\nhello,pos,extra\n", "auto", "3 fields but the header has 2"),
+    ("text,label\n,pos\n", "auto", "the field 'text' is empty"),
+    ('{"text": "a", "label": "x"}\n[1, 2]\n', "jsonl", ":2: expected a JSON object per line"),
+    ("text,label\n", "auto", "no rows: the file is empty or has only a header"),
+])
+def test_bad_sentence_files_are_named_with_line_and_what_to_do(tmp_path, content, fmt, words):
+    f = tmp_path / "train.csv"
+    f.write_text(content)
+    with pytest.raises((DataFormatError, DataError)) as ei:
+        load_task("sentences", train=f, test=f, format=fmt)
+    assert str(f) in str(ei.value) and words in str(ei.value)
+
+
+def test_a_config_names_its_own_tasks_and_their_paper_analogue(tmp_path):
+    import yaml
+
+    from redundancy.representations.runs import load_config
+
+    cfg = tmp_path / "run.yml"
+    cfg.write_text(yaml.safe_dump({"models": ["minilm"], "tasks": {
+        "tweets-a": {"task": "sentences", "train": "a.csv", "paper_analogue": "SST-2"},
+        "tweets-b": {"task": "sentences", "train": "b.csv"},
+        "pos": {"train": "t", "dev": "d", "test": "e"}}}))
+    c = load_config(cfg)
+    assert c["tasks"]["tweets-a"]["train"] == str(tmp_path / "a.csv")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({"models": ["minilm"], "tasks": {"mine": {"task": "sentencez", "train": "a"}}}))
+    with pytest.raises(ValueError, match="unknown task 'sentencez' \\(of task 'mine'\\)"):
+        load_config(bad)

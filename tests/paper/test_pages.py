@@ -67,3 +67,16 @@ def test_outside_a_kernel_the_defaults_must_be_given():
 
     with pytest.raises(ValueError, match="defaults"):
         check_parameters({"seed": 0})
+
+
+@pytest.mark.parametrize("value, ok", [(1, True), (1.5, False), (2.0, False), (True, False), ("1", False)])
+def test_an_integer_parameter_refuses_a_float_instead_of_truncating_it(value, ok):
+    """``-p seed 1.5`` once ran as seed 1; a float default still takes an int."""
+    from redundancy.paper.pages import check_parameters
+
+    defaults = {"seed": 0, "delta": 0.01}
+    if ok:
+        check_parameters({"seed": value, "delta": 1}, defaults)
+    else:
+        with pytest.raises(TypeError, match=r"'seed' = .* but this notebook takes an int"):
+            check_parameters({"seed": value, "delta": 0.01}, defaults)

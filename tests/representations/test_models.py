@@ -81,6 +81,35 @@ def test_unknown_hub_name_offline_mentions_embedded_models(monkeypatch):
     assert "minilm" in msg
 
 
+def test_a_bare_name_fails_at_once_when_the_hub_is_unreachable(monkeypatch):
+    """`models: [mymodel]` with no such folder: one connection attempt, not the hub client's
+    five retries (26 s offline); the hub is never asked."""
+    import socket
+
+    import transformers
+
+    import redundancy.representations.models as M
+
+    calls = []
+
+    def refuse(*a, **k):
+        calls.append(a)
+        raise OSError("network unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the hub was asked although it is unreachable"))
+    M.hub_reachable.cache_clear()
+    try:
+        with pytest.raises(ModelNotFoundError, match="'mymodel': it is not a local folder"):
+            M.load_model("mymodel")
+        assert len(calls) == 1
+    finally:
+        M.hub_reachable.cache_clear()
+
+
 def test_folder_without_config_raises(tmp_path):
     folder = tmp_path / "not-a-model"
     folder.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,48 @@ def test_summary_edge_cases_and_kept_invocations():
     kept = _keep(inv)
     assert [r["i"] for r in kept if r["caller"] == "run"] == [0, 80]
     assert [r["i"] for r in kept if r["caller"] == "notebook"] == list(range(80 - MAX_NOTEBOOK_INVOCATIONS, 80))
+
+
+def test_relative_paths_in_a_config_are_relative_to_its_folder_from_any_working_directory(tmp_path, monkeypatch,
+                                                                                         tiny_bert):
+    """`run --config my.yml` from the user's folder and `notebooks --config my.yml` (kernels start
+    in notebooks/) read the same files: task files, results_dir and a model folder resolve
+    against the configuration's folder; hub and embedded names are left alone."""
+    import shutil
+
+    from redundancy.representations.runs import load_config
+
+    user = tmp_path / "project"
+    (user / "data").mkdir(parents=True)
+    shutil.copytree(tiny_bert, user / "mymodel")
+    for s in ("train", "dev", "test"):
+        (user / "data" / f"{s}.conll").write_text("the DT\ncat NN\n")
+    (user / "my.yml").write_text("models: [mymodel, minilm]\nresults_dir: out\nfinetune_seeds: {mymodel: [1]}\n"
+                                 "tasks:\n  conll: {train: data/train.conll, dev: data/dev.conll, test: data/test.conll}\n")
+    seen = []
+    for cwd in (user, tmp_path, user / "data"):
+        monkeypatch.chdir(cwd)
+        cfg = load_config(Path(os.path.relpath(user / "my.yml", cwd)))
+        seen.append(cfg)
+        assert cfg["tasks"]["conll"]["dev"] == str(user / "data" / "dev.conll")
+        assert cfg["results_dir"] == str(user / "out")
+        assert cfg["models"] == [str(user / "mymodel"), "minilm"]
+        assert cfg["finetune_seeds"] == {str(user / "mymodel"): [1]}
+    assert seen[0] == seen[1] == seen[2]
+
+
+def test_the_template_config_documents_every_key_and_every_file_task_option():
+    """configs/template.yml is the configuration's reference: it loads, sets every key the
+    loader knows, and names every option of the file-reading tasks (a new key or option that
+    is not documented there fails here)."""
+    import re
+
+    from redundancy.data.tasks import _SENTENCE_FILE_OPTIONS, _TOKEN_FILE_OPTIONS
+    from redundancy.representations.runs import KNOWN_KEYS, load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "template.yml"
+    cfg = load_config(path)
+    assert set(cfg) == KNOWN_KEYS
+    text = path.read_text()
+    for option in set(_SENTENCE_FILE_OPTIONS) | set(_TOKEN_FILE_OPTIONS) | {"task", "paper_analogue", "finetune"}:
+        assert re.search(rf"^\s*#?\s*{option}:", text, re.M), f"task option {option!r} is not in the template"

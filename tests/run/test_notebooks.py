@@ -148,3 +148,55 @@ def test_changed_published_data_reruns_the_notebooks_that_read_it(tmp_path, monk
     # a notebook that reads no published data is not affected
     other = ROOT / "notebooks" / "04_layers.ipynb"
     assert batch._stamp(other, cfg, {}, {}) == batch._stamp(other, cfg, {}, {})
+
+
+def _reader_notebook(folder: Path) -> None:
+    """A notebook that reads the dev file its run names and writes a result from it."""
+    import nbformat
+
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('config = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import yaml, pathlib\n"
+        "cfg = yaml.safe_load(open(config))\n"
+        "dev = pathlib.Path(config).parent / cfg['tasks']['conll']['dev']\n"
+        "out = pathlib.Path(cfg['results_dir']) / cfg['name']\n"
+        "out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'tags.txt').write_text(' '.join(l.split()[-1] for l in dev.read_text().split('\\n') if l.strip()))\n"
+        "print(open(out / 'tags.txt').read())")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(folder / "01_reader.ipynb"))
+
+
+def test_changed_inputs_or_results_written_elsewhere_are_never_shown_as_current(tmp_path):
+    """The skip decision covers the files a configuration names (a dev file with one tag
+    changed re-runs), and results changed outside the runner (a notebook run by hand with other
+    parameters) re-run every notebook; a non-default run's executed notebooks stay out of the book."""
+    _reader_notebook(tmp_path / "nbs")
+    data = tmp_path / "mine"
+    data.mkdir()
+    for s in ("train", "dev", "test"):
+        (data / f"{s}.txt").write_text("the DT\ncat NN\n")
+    config = data / "run.yml"
+    config.write_text(f"name: stale\nmodels: [minilm]\nresults_dir: {tmp_path / 'results'}\n"
+                      "tasks:\n  conll: {train: train.txt, dev: dev.txt, test: test.txt}\n")
+    logs = []
+
+    def batch():
+        return run_notebooks(config, folder=tmp_path / "nbs", log=logs.append)["01_reader.ipynb"]
+
+    assert batch() == "ran"
+    executed = tmp_path / "results" / "stale" / "executed" / "01_reader.ipynb"
+    assert executed.is_file() and "DT NN" in executed.read_text()  # beside its results, not in book/
+    assert batch() == "skipped"
+    (data / "dev.txt").write_text("the DT\ncat VB\n")  # one tag changed, same size
+    assert batch() == "ran" and "DT VB" in executed.read_text()
+    assert batch() == "skipped"
+    (tmp_path / "results" / "stale" / "tags.txt").write_text("DT JJ")  # a run by hand wrote other results
+    logs.clear()
+    assert batch() == "ran"
+    assert any("changed since this runner last wrote them" in line for line in logs)
+    assert (tmp_path / "results" / "stale" / "tags.txt").read_text() == "DT VB"
+    assert batch() == "skipped"

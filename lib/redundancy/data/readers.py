@@ -124,6 +124,7 @@ def read_conll(path, token_column: int = 0, tag_column: int = -1,
     toks: list[str] = []
     tags: list[str] = []
     start = 0
+    first = None  # (line number, columns) of the first token line: every other one must match it
     for lineno, line in enumerate(_lines(path), 1):
         fields = line.split()
         if not fields:
@@ -140,6 +141,13 @@ def read_conll(path, token_column: int = 0, tag_column: int = -1,
             raise DataFormatError(
                 f"{path}:{lineno}: expected a token and its tag separated by whitespace "
                 f"(CoNLL format, blank line between sentences), found {line.strip()!r}")
+        if first is None:
+            first = (lineno, len(fields))
+        elif len(fields) != first[1]:  # a column added or lost would shift which one is the tag
+            raise DataFormatError(
+                f"{path}:{lineno}: {len(fields)} columns ({line.strip()!r}) but line {first[0]} has {first[1]}; "
+                "every token line of a CoNLL file has the same columns (a token with a space in it, or a "
+                "stray field, shifts the tag column): fix that line")
         if not toks:
             start = lineno
         toks.append(fields[token_column])
@@ -282,6 +290,75 @@ GLUE_COLUMNS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
+def _table_rows(path, fmt: str):
+    """``(line number, {column: value})`` of a CSV, TSV or JSON Lines file (a header row names the
+    columns of CSV and TSV); ``fmt`` ``auto`` goes by the suffix."""
+    import csv
+    import io as _io
+    import json
+
+    path = Path(path)
+    if fmt == "auto":
+        fmt = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(
+            path.suffix.lower())
+        if fmt is None:
+            raise DataFormatError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
+                                  "name the file .csv, .tsv or .jsonl, or give format: csv, tsv or jsonl")
+    text = read_text(path)
+    if fmt == "jsonl":
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataFormatError(f"{path}:{lineno}: not a JSON object ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataFormatError(f"{path}:{lineno}: expected a JSON object per line, found "
+                                          f"{type(row).__name__}")
+                yield lineno, row
+        return
+    if fmt not in ("csv", "tsv"):
+        raise DataFormatError(f"{path}: format must be csv, tsv, jsonl or auto, not {fmt!r}")
+    reader = csv.reader(_io.StringIO(text, newline=""), delimiter="," if fmt == "csv" else "\t")
+    header = None
+    for row in reader:
+        lineno = reader.line_num
+        if not any(c.strip() for c in row):
+            continue
+        if header is None:
+            header = [c.strip() for c in row]
+            continue
+        if len(row) != len(header):
+            raise DataFormatError(f"{path}:{lineno}: {len(row)} fields but the header has {len(header)} "
+                                  f"({header}); quote fields that contain the delimiter")
+        yield lineno, dict(zip(header, row))
+
+
+def read_sentence_table(path, text: str = "text", label: str = "label", pair: str | None = None,
+                        format: str = "auto") -> SentenceCorpus:
+    """Sentences (or pairs) with a label each from a CSV, TSV (with a header row) or JSON Lines
+    file, by column name: any sentence classification or regression data of a user's.
+
+    Every row must have a non-empty text (and pair) and a label; a missing column is named with
+    the columns the file has. Labels are kept as text (numbers for regression are converted by
+    the task)."""
+    corpus = SentenceCorpus(pairs=[] if pair else None)
+    for lineno, row in _table_rows(path, format):
+        missing = [c for c in (text, pair, label) if c and c not in row]
+        if missing:
+            raise DataFormatError(f"{path}:{lineno}: no column(s) {missing}; the file has {sorted(row)} "
+                                  "(name the columns with text:, label: and pair:)")
+        for c in (text, pair, label):
+            if c and (row[c] is None or not str(row[c]).strip()):
+                raise DataFormatError(f"{path}:{lineno}: the field {c!r} is empty")
+        corpus.texts.append(str(row[text]).strip())
+        if pair:
+            corpus.pairs.append(str(row[pair]).strip())
+        corpus.labels.append(str(row[label]).strip())
+        corpus.sources.append(f"{path}:{lineno}")
+    return corpus
+
+
 def read_glue_tsv(path, task: str, skip_malformed: bool = False) -> SentenceCorpus:
     """Read one of GLUE's ``train.tsv`` / ``dev.tsv`` files by its header.
 
@@ -312,12 +389,13 @@ def read_glue_tsv(path, task: str, skip_malformed: bool = False) -> SentenceCorp
         if not line.strip():
             continue
         f = line.split("\t")
-        if len(f) < need or not f[ti].strip() or (pi is not None and not f[pi].strip()):
+        empty = [header[i] for i in (ti, pi) if i is not None and i < len(f) and not f[i].strip()]
+        if len(f) < need or empty:
             if skip_malformed:
                 continue
-            raise DataFormatError(f"{path}:{lineno}: expected {len(header)} tab-separated fields "
-                                  f"as in the header, found {len(f)} (pass skip_malformed=True to "
-                                  "skip such rows)")
+            found = (f"the field {empty[0]!r} is empty" if len(f) >= need else
+                     f"expected {len(header)} tab-separated fields as in the header, found {len(f)}")
+            raise DataFormatError(f"{path}:{lineno}: {found} (pass skip_malformed=True to skip such rows)")
         label = f[li].strip()
         if task == "sts-b":
             try:

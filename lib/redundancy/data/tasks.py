@@ -33,7 +33,7 @@ import numpy as np
 
 from . import fetch
 from . import readers as io
-from ..errors import DataError, UnknownTaskError
+from ..errors import DataError, DataFormatError, UnknownTaskError
 from .readers import SentenceCorpus, TokenCorpus
 
 SPLITS = ("train", "dev", "test")
@@ -55,6 +55,9 @@ class TaskData:
         Classes in a fixed order (sorted training labels); index = class id.
     description, source : str
         What the data is and where it came from (shown in statistics tables).
+    paper_analogue : str, optional
+        The paper's task this one is compared with, when a configuration says so
+        (``paper_analogue: SST-2``); see :data:`redundancy.paper.tables.ANALOGUE` for the rest.
     """
 
     name: str
@@ -65,6 +68,7 @@ class TaskData:
     description: str = ""
     source: str = ""
     dropped: dict = field(default_factory=dict)
+    paper_analogue: str | None = None
 
     def __getitem__(self, split):
         if split not in self.splits:
@@ -207,20 +211,29 @@ def load_task(name: str, **options) -> TaskData:
     **options
         Passed to the task's loader: file paths for file-based tasks (``train=``,
         ``dev=``, ``test=``), ``path=`` for a GLUE folder, ``max_train_tokens``,
-        ``max_train``, ``seed``, ``unseen_labels`` ...
+        ``max_train``, ``seed``, ``unseen_labels`` ... Two more are the configuration's:
+        ``task=`` names the registry loader when ``name`` is the user's own (``my-tweets`` read
+        by ``sentences``), and ``paper_analogue=`` the paper task it is compared with.
     """
-    key = name.lower()
+    registry = options.pop("task", None)  # a task of the user's own name: which loader reads it
+    analogue = options.pop("paper_analogue", None)
+    key = str(registry or name).lower()
     if key not in TASKS:
         import difflib
 
         close = difflib.get_close_matches(key, TASKS, n=3)
         hint = f" Did you mean {close}?" if close else ""
-        raise UnknownTaskError(f"unknown task {name!r}.{hint} Known tasks: {sorted(TASKS)}")
+        raise UnknownTaskError(f"unknown task {registry or name!r}.{hint} Known tasks: {sorted(TASKS)}")
     allowed = task_options(key)
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
-        raise TypeError(f"task {name!r} has no option(s) {unknown}; its options are {allowed}")
-    return TASKS[key].loader(**options)
+        raise TypeError(f"task {name!r} has no option(s) {unknown}; its options are "
+                        f"{sorted(allowed + ['task', 'paper_analogue'])}")
+    task = TASKS[key].loader(**options)
+    if registry is not None:
+        task.name = name
+    task.paper_analogue = analogue
+    return task
 
 
 _TOKEN_FILE_OPTIONS = ["train", "dev", "test", "format", "max_train_tokens", "unseen_labels",
@@ -235,6 +248,8 @@ def task_options(name: str) -> list[str] | None:
     spec = TASKS[name.lower()]
     if spec.family == "GLUE":
         return _GLUE_OPTIONS
+    if spec.name == "sentences":
+        return _SENTENCE_FILE_OPTIONS
     if spec.embedded:
         return [p for p in inspect.signature(spec.loader).parameters]
     return _TOKEN_FILE_OPTIONS
@@ -252,21 +267,42 @@ def _head_lines(path, size: int = 1 << 16) -> list[str]:
     return lines if len(data) < size else lines[:-1]  # the last one may be cut
 
 
+def _guess_token_format(path) -> str:
+    """'conll' or 'word_tag' from the first 50 non-blank lines of ``path``; an error when neither fits.
+
+    CoNLL has the same number of whitespace-separated columns on every token line; ``word/TAG``
+    lines are sentences of varying length whose tokens carry a ``/``. Lines of one column
+    count whose tokens all carry a slash (``Yes/UH ./.``) are read as word/TAG; a CCG CoNLL
+    file (``1/2 N/N``) then needs ``format: conll``."""
+    lines = [(n, ln.split()) for n, ln in enumerate(_head_lines(path), 1) if ln.strip()][:50]
+    if not lines:
+        return "conll"  # empty: the reader names the file
+    counts = {len(parts) for _, parts in lines}
+    tokens = [t for _, parts in lines for t in parts]
+    slashed = sum(all(t.rpartition("/")) for t in tokens) / len(tokens)  # word, "/" and tag all there
+    if len(counts) == 1 and next(iter(counts)) >= 2:
+        return "word_tag" if slashed == 1.0 else "conll"
+    if slashed >= 0.5:
+        return "word_tag"  # a token without its tag is then named by the reader
+    (a, pa), (b, pb) = lines[0], next((n, p) for n, p in lines if len(p) != len(lines[0][1]))
+    raise DataFormatError(f"{path}: cannot tell its format: lines {a} and {b} have {len(pa)} and {len(pb)} columns "
+                          f"(not CoNLL, whose token lines all have the same columns) and only {slashed:.0%} of "
+                          "the tokens look like word/TAG; fix the file, or say which it is with "
+                          "format: conll or format: word_tag")
+
+
 def _read_token_file(path, fmt: str, **kw) -> TokenCorpus:
     if fmt == "auto":
-        lines = [ln.split() for ln in _head_lines(path) if ln.strip()][:50]
-        first = lines[0] if lines else []
-        slashed = [all("/" in p for p in parts) for parts in lines]
-        # two slashed tokens ("Yes/UH ./.") could also be a CoNLL line ("1/2 N/N" in CCG):
-        # then the next lines decide
-        fmt = "word_tag" if first and slashed[0] and (
-            len(first) != 2 or all(slashed)
-            or any(s and len(parts) != 2 for s, parts in zip(slashed, lines))) else "conll"
+        fmt = _guess_token_format(path)
     if fmt == "conll":
-        return io.read_conll(path, **kw)
-    if fmt == "word_tag":
-        return io.read_word_tag(path)
-    raise ValueError(f"format must be 'conll', 'word_tag' or 'auto', not {fmt!r}")
+        corpus = io.read_conll(path, **kw)
+    elif fmt == "word_tag":
+        corpus = io.read_word_tag(path)
+    else:
+        raise ValueError(f"format must be 'conll', 'word_tag' or 'auto', not {fmt!r}")
+    if len(corpus) == 0:
+        raise DataError(f"{path}: no tokens: the file is empty or holds only blank lines")
+    return corpus
 
 
 def token_task_from_files(name: str, train, dev, test, format: str = "auto",
@@ -450,6 +486,60 @@ for _t, _desc in [("sst-2", "sentiment (SST-2)"), ("mrpc", "paraphrase (MRPC, pa
     def _gl(_t=_t, **kw):
         return load_glue(_t, **kw)
     register_task(_t, "sentence", "GLUE", _desc + "; path= to GLUE's TSV folder, else the hub")(_gl)
+
+
+# --- any sentence task from the user's files ---------------------------------------------
+
+_SENTENCE_FILE_OPTIONS = ["train", "dev", "test", "text", "label", "pair", "format", "regression", "seed",
+                          "max_train", "unseen_labels"]
+
+
+def _as_numbers(corpus: SentenceCorpus) -> list:
+    out = []
+    for value, src in zip(corpus.labels, corpus.sources):
+        try:
+            out.append(float(value))
+        except ValueError:
+            raise DataFormatError(f"{src}: label {value!r} is not a number (regression: true needs numbers)") from None
+    return out
+
+
+@register_task("sentences", "sentence", "sequence classification",
+               "any sentence (or sentence-pair) classification or regression task from CSV, TSV or JSON Lines "
+               "files; needs train= (and test=, dev=), the column names text= and label= (pair= for pairs)")
+def sentence_task_from_files(train, test=None, dev=None, text: str = "text", label: str = "label",
+                             pair: str | None = None, format: str = "auto", regression: bool | None = None,
+                             seed: int = SPLIT_SEED, max_train: int | None = None, unseen_labels: str = "error",
+                             name: str = "sentences") -> TaskData:
+    """A sentence task from a user's files, split as the paper splits GLUE: without ``dev``, the
+    training file is split 90/10 into train/dev (seeded); without ``test`` either, 10% of it is
+    held out as test first. ``regression`` defaults to True when every label is a number and
+    some is not a whole number; labels are otherwise classes (text)."""
+    read = dict(text=text, label=label, pair=pair, format=format)
+    files = {s: f for s, f in (("train", train), ("dev", dev), ("test", test)) if f is not None}
+    given = {s: io.read_sentence_table(f, **read) for s, f in files.items()}
+    for s, corpus in given.items():
+        if len(corpus) == 0:
+            raise DataError(f"{files[s]}: no rows: the file is empty or has only a header")
+    if "dev" in given:
+        splits = dict(given)
+    else:
+        splits = {**_split_sentences(given["train"], seed, test_fraction=None if "test" in given else 0.1),
+                  **{k: v for k, v in given.items() if k == "test"}}
+    splits["train"] = _cap(splits["train"], max_train, seed)
+    if regression is None:
+        try:
+            values = [float(v) for c in splits.values() for v in c.labels]
+            regression = any(v != int(v) for v in values)
+        except ValueError:
+            regression = False
+    if regression:
+        for corpus in splits.values():
+            corpus.labels = _as_numbers(corpus)
+    task = TaskData(name, "sentence", {k: splits[k] for k in SPLITS}, regression=bool(regression),
+                    description=f"sentence {'regression' if regression else 'classification'} from files",
+                    source=str(Path(train).parent))
+    return _finalise(task, unseen_labels)
 
 
 def task_statistics(tasks) -> "pd.DataFrame":

@@ -128,6 +128,10 @@ def _papermill_cells(namespace: dict):
     return None, None
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def check_parameters(namespace: dict, defaults: dict | None = None) -> None:
     """Check a notebook's parameters as papermill left them, in the notebook's first cell.
 
@@ -169,12 +173,15 @@ def check_parameters(namespace: dict, defaults: dict | None = None) -> None:
             continue
         if isinstance(default, bool):
             ok = isinstance(value, bool)
-        elif isinstance(default, (int, float)):
+        elif isinstance(default, int):  # a seed, a count: 1.5 is refused, never truncated to 1
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         elif isinstance(default, (list, tuple)):
             ok = isinstance(value, (list, tuple))
         else:
             ok = isinstance(value, type(default))
         if not ok:
-            raise TypeError(f"notebook parameter {name!r} = {value!r} is a {type(value).__name__}, but this "
-                            f"notebook takes a {type(default).__name__} (default {default!r})")
+            given, wanted = type(value).__name__, type(default).__name__
+            raise TypeError(f"notebook parameter {name!r} = {value!r} is {_a(given)}, but this notebook takes "
+                            f"{_a(wanted)} (default {default!r})")

@@ -39,12 +39,28 @@ from ..methods.selection import (MAX_FEATURES_GRID, PIPELINE_GRID, ProbeEvaluato
                         minimal_neuron_set)
 from ..cache import write_json_atomic
 
-__all__ = ["Study", "model_label"]
+__all__ = ["Study", "model_label", "model_labels"]
 
 
 def model_label(name: str) -> str:
     """A short display name: the last part of a path or hub name."""
     return Path(str(name).rstrip("/")).name or str(name)
+
+
+def model_labels(models) -> dict:
+    """A short display name per model, unique within the run: the last part of its path or hub
+    name, with as many parent folders as it takes to tell two apart (``a/mymodel`` and
+    ``b/mymodel``)."""
+    models = [str(m) for m in models]
+    out = {}
+    for m in models:
+        parts = Path(m.rstrip("/")).parts or (m,)
+        for depth in range(1, len(parts) + 1):
+            label = "/".join(parts[-depth:])
+            if sum("/".join(Path(o.rstrip("/")).parts[-depth:]) == label for o in models) == 1:
+                break
+        out[m] = label
+    return out
 
 
 class Study:
@@ -135,6 +151,26 @@ class Study:
     @property
     def models(self) -> list[str]:
         return list(self.cfg["models"])
+
+    @property
+    def analogue(self) -> dict:
+        """The paper task each of the run's tasks is compared with: a task's ``paper_analogue:``
+        in the configuration, else :data:`~redundancy.paper.tables.ANALOGUE` for registry names; a
+        task of the user's own name (``task: sentences``) without one has none, whatever its loader."""
+        from .tables import ANALOGUE
+
+        out = dict(ANALOGUE)
+        for t, opts in self.cfg["tasks"].items():
+            opts = opts or {}
+            if opts.get("paper_analogue"):
+                out[t] = opts["paper_analogue"]
+            elif "task" in opts and opts["task"] != t:
+                out.pop(t, None)
+        return out
+
+    def label(self, model: str) -> str:
+        """The model's display name in this run's tables and figures (unique within the run)."""
+        return model_labels(self.models).get(str(model), model_label(model))
 
     @property
     def tasks(self) -> list[str]:
@@ -265,9 +301,9 @@ def section_cka(study: Study, task: str | None = None, split: str = "train", max
         secs = time.perf_counter() - t0
         for i in range(acts.n_layers):
             for j in range(acts.n_layers):
-                rows.append({"model": model_label(m), "task": task, "layer_i": i, "layer_j": j,
+                rows.append({"model": study.label(m), "task": task, "layer_i": i, "layer_j": j,
                              "cka": float(M[i, j]), "rows": int(arr.shape[0])})
-        costs.append({"model": model_label(m), "task": task, "step": "cka matrix", "seconds": secs})
+        costs.append({"model": study.label(m), "task": task, "step": "cka matrix", "seconds": secs})
     df = pd.DataFrame(rows)
     study.save(df, "cka", "cka")
     # measurements of time go to costs.csv, the only files that differ between two runs
@@ -305,17 +341,17 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
             cc = study.clustering(m, t, makeup_threshold, seed)
             secs = time.perf_counter() - t0
             kept = [None if c == 0 else cc.representatives_at(c) for c in thresholds]
-            trained = ev.evaluate_many(kept, [f"{model_label(m)}/{t} c_t={c} seed {seed}" for c in thresholds])
+            trained = ev.evaluate_many(kept, [f"{study.label(m)}/{t} c_t={c} seed {seed}" for c in thresholds])
             for c, r in zip(thresholds, trained):
-                sweeps[seed].append({"model": model_label(m), "task": t, "threshold": float(c),
+                sweeps[seed].append({"model": study.label(m), "task": t, "threshold": float(c),
                                      "neurons": r.n_neurons, "fraction_kept": r.n_neurons / ev.n_neurons,
                                      "dev": r.dev, "test": r.test, "metric": ev.metric})
             if seed != study.seed:
                 continue
-            costs.append({"model": model_label(m), "task": t, "step": "clustering", "seconds": secs})
+            costs.append({"model": study.label(m), "task": t, "step": "clustering", "seconds": secs})
             mk = cluster_makeup(cc.labels_, layer_of_neuron(tr.n_layers, tr.hidden_size))
             for rec in mk.reset_index().to_dict("records"):
-                makeup.append({"model": model_label(m), "task": t, **rec})
+                makeup.append({"model": study.label(m), "task": t, **rec})
     sweeps = {seed: pd.DataFrame(v) for seed, v in sweeps.items()}
     sweep, makeup = sweeps[study.seed], pd.DataFrame(makeup)
     study.save(sweep, "clustering", "sweep")
@@ -350,16 +386,16 @@ def _layers_one_seed(study: Study, seed: int, delta: float):
         ev = study.evaluator(m, t, seed=seed)
         la = layer_analysis(ev, delta=delta, prefixes=True)  # prefixes: for LS (7.1)
         o = la.oracle
-        table.append({"model": model_label(m), "task": t, "layer": "oracle", "dev": o.dev, "test": o.test,
+        table.append({"model": study.label(m), "task": t, "layer": "oracle", "dev": o.dev, "test": o.test,
                       "within_dev": True, "within_test": True, "metric": ev.metric})
         for rec in la.table.to_dict("records"):
-            table.append({"model": model_label(m), "task": t, "layer": str(rec["layer"]), "dev": rec["dev"],
+            table.append({"model": study.label(m), "task": t, "layer": str(rec["layer"]), "dev": rec["dev"],
                           "test": rec["test"], "within_dev": rec["within_dev"], "within_test": rec["within_test"],
                           "metric": table[-1]["metric"]})
         if len(la.per_class):
             pc = la.per_class.copy()
             pc.insert(0, "task", t)
-            pc.insert(0, "model", model_label(m))
+            pc.insert(0, "model", study.label(m))
             pc["probe"] = pc["probe"].astype(str)
             per_class.append(pc)
     return pd.DataFrame(table), per_class
@@ -382,7 +418,7 @@ def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GR
             ev = study.evaluator(m, t, seed=seed)
             ms = minimal_neuron_set(ev, delta=delta, grid=grid)
             lo, hi = ev.test_interval(ms.neurons, seed=seed)
-            rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "n_neurons": ev.n_neurons,
+            rows.append({"model": study.label(m), "task": t, "kind": study.kind(t), "n_neurons": ev.n_neurons,
                          "oracle_dev": ms.reference_dev, "oracle_test": ms.reference_test, "neurons": ms.k,
                          "percentage": ms.percentage, "dev": ms.dev, "test": ms.test, "found": ms.found,
                          "delta": delta, "metric": ev.metric, "test_low": lo, "test_high": hi})
@@ -390,10 +426,10 @@ def section_minimal_sets(study: Study, delta: float = 0.03, grid=MAX_FEATURES_GR
                 continue
             tr = ms.trials.copy()
             tr.insert(0, "task", t)
-            tr.insert(0, "model", model_label(m))
+            tr.insert(0, "model", study.label(m))
             trials.append(tr)
             study.save_json({"neurons": ms.neurons.tolist(), "ranking": ms.ranking.order.tolist()}, "minimal_sets",
-                            f"neurons_{model_label(m)}_{t}")
+                            f"neurons_{study.label(m)}_{t}")
         tables[seed] = pd.DataFrame(rows)
     df = tables[study.seed]
     study.save(df, "minimal_sets", name)
@@ -423,7 +459,7 @@ def section_ls_ccfs(study: Study, delta_ls: float = 0.01, delta_ccfs: float = 0.
                           random_state=seed, memory=cache_dir() / "clustering")
             lo, hi = ev.test_interval(None, seed=seed)
             clo, chi = ev.test_interval(rep["_ccfs"].neurons, seed=seed)
-            rows.append({"model": model_label(m), "task": t, "kind": study.kind(t), "metric": ev.metric,
+            rows.append({"model": study.label(m), "task": t, "kind": study.kind(t), "metric": ev.metric,
                          **{k: v for k, v in rep.items() if not k.startswith("_")},
                          "oracle_test_low": lo, "oracle_test_high": hi, "ccfs_test_low": clo, "ccfs_test_high": chi})
         tables[seed] = pd.DataFrame(rows)
@@ -452,7 +488,7 @@ def section_timing(study: Study, n_sentences: int = 200, feature_counts=None, to
     sents = [list(s) for s in data.splits["train"].tokens]
     for m in study.models:
         lm = load_model(m, device=study.cfg.get("device", "cpu"))
-        label = model_label(m)
+        label = study.label(m)
         df = forward_time(lm, sents[:n_sentences], repeats=repeats)
         out["forward"].append(df.assign(model=label))
         tr = study.activations(m, task, "train")

@@ -9,6 +9,7 @@ across different weights.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -79,7 +80,26 @@ def resolve_model_path(name_or_path: str) -> tuple[str, bool]:
         # hub names are "name" or "org/name"; anything else was meant as a folder
         raise ModelNotFoundError(f"model path {key!r} does not exist (embedded models: "
                                  f"{', '.join(EMBEDDED_MODELS)})")
+    if not hub_reachable():  # fail now, not after the hub client's retries (26 s offline)
+        raise ModelNotFoundError(_offline_hint(key))
     return key, False
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (``$HF_ENDPOINT``) answers a TCP connection; False at once
+    when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("TRANSFORMERS_OFFLINE", "0") not in ("0", ""):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _offline_hint(name: str) -> str:

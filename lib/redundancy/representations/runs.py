@@ -54,9 +54,14 @@ def load_config(path) -> dict:
         raise ValueError(f"{path}: needs a list of 'models' and a mapping of 'tasks'")
     if isinstance(cfg["tasks"], list):
         cfg["tasks"] = {t: {} for t in cfg["tasks"]}
-    for t in cfg["tasks"]:
-        if t.lower() not in TASKS:
-            raise ValueError(f"{path}: unknown task {t!r}; known: {sorted(TASKS)}")
+    for t, opts in cfg["tasks"].items():
+        registry = (opts or {}).get("task", t) if isinstance(opts, dict) or opts is None else t
+        if not isinstance(opts, (dict, type(None))):
+            raise ValueError(f"{path}: task {t!r}: its options must be a mapping (key: value), got {opts!r}")
+        if str(registry).lower() not in TASKS:
+            raise ValueError(f"{path}: unknown task {registry!r}"
+                             f"{'' if registry == t else f' (of task {t!r})'}; known: {sorted(TASKS)} (a task "
+                             "of your own name says which of these reads it with task:, e.g. task: sentences)")
     for s in cfg.get("splits", SPLITS):
         if s not in SPLITS:
             raise ValueError(f"{path}: unknown split {s!r}; splits are {SPLITS}")
@@ -82,6 +87,35 @@ def load_config(path) -> dict:
         raise ValueError(f"{path}: 'goal' (the time and memory the run should stay within) must be "
                          f"{{hours: H, gb: G}} with positive numbers; got {goal!r}")
     cfg.setdefault("name", path.stem)
+    return _resolve_paths(cfg, path)
+
+
+#: task options that name files or folders
+PATH_OPTIONS = ("train", "dev", "test", "path")
+
+
+def _resolve_paths(cfg: dict, path: Path) -> dict:
+    """Relative paths of a configuration are relative to its own folder, whatever the working
+    directory (``run``, ``notebooks`` and the notebooks' kernels, which start in ``notebooks/``,
+    then read the same files): the task files and folders, ``results_dir``, and a model given as
+    a folder that exists there (a hub or embedded name is left alone)."""
+    here = path.resolve().parent
+
+    def absolute(v):
+        return str((here / Path(v).expanduser()).resolve()) if isinstance(v, str) and v else v
+
+    for opts in cfg["tasks"].values():
+        if isinstance(opts, dict):
+            for k in PATH_OPTIONS:
+                if k in opts:
+                    opts[k] = absolute(opts[k])
+    if cfg.get("results_dir") is not None:
+        cfg["results_dir"] = absolute(str(cfg["results_dir"]))
+    folder = {m: absolute(m) for m in cfg["models"]
+              if isinstance(m, str) and not Path(m).is_absolute() and (here / m).is_dir()}
+    cfg["models"] = [folder.get(m, m) for m in cfg["models"]]
+    if isinstance(cfg.get("finetune_seeds"), dict):
+        cfg["finetune_seeds"] = {folder.get(m, m): v for m, v in cfg["finetune_seeds"].items()}
     return cfg
 
 

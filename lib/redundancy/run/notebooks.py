@@ -5,8 +5,15 @@ order, with the run's configuration as the ``config`` parameter, and writes the 
 notebooks to ``book/executed/`` (where the book takes its chapters from) or ``--output``.
 Results are written as CSV/JSON by the notebooks themselves (``<results>/<run>/``).
 
-* A notebook whose inputs have not changed (its source, the configuration file, the
-  parameters and the library's source) is skipped; ``--force`` runs it anyway.
+* A notebook whose inputs have not changed is skipped; ``--force`` runs it anyway. Its inputs:
+  its source, the configuration file, the parameters, the library's source, the committed
+  data it reads, and the content (size and xxh3) of every file or folder the configuration
+  names (a user's data files, a model folder's weights). A run's results changed since the
+  runner last wrote them (a notebook run by hand in JupyterLab with other parameters) are
+  detected too: then every notebook runs again, so no executed notebook shows numbers that
+  are not the run's.
+* Executed notebooks of the default run go to ``book/executed/``; of any other configuration,
+  to ``<results>/<run>/executed/`` (never into the book) unless ``--output`` says otherwise.
 * A failing notebook is reported with the cell that failed and the error, and the
   others still run; the command exits with status 1 at the end if any failed.
 """
@@ -21,9 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+from ..cache import file_record, write_json_atomic
 from ..config import repo_root
 from ..provenance import PeakSampler, children_rss
-from ..cache import write_json_atomic
+from ..utils import stable_hash
 
 __all__ = ["notebooks", "run_notebooks", "clean_notebook", "unclean_notebooks"]
 
@@ -97,7 +105,55 @@ def _data_files(nb: Path, params: dict) -> list[Path]:
     return files
 
 
-def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None) -> str:
+#: files of a run's results folder that are the runner's or the pipeline's own records, not results
+_RECORDS = ("notebooks.json", "activations.json")
+#: configuration keys that name outputs, not inputs
+_OUTPUT_KEYS = ("results_dir",)
+
+
+def _content(path: Path, limit: int = 2000) -> dict:
+    """Size and checksum of a file, or of every file below a folder (at most ``limit``)."""
+    if path.is_file():
+        return file_record(path)
+    files = sorted(f for f in path.rglob("*") if f.is_file() and ".tmp-" not in f.name)[:limit]
+    return {f.relative_to(path).as_posix(): file_record(f) for f in files}
+
+
+def _config_inputs(config: Path) -> str:
+    """A fingerprint of every file or folder the configuration names (relative to the
+    configuration's folder or the working directory): a user's data files and model folders,
+    so that an edited dev file or retrained model re-runs the notebooks that read them."""
+    import yaml
+
+    found = {}
+
+    def walk(v, where):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k not in _OUTPUT_KEYS:
+                    walk(x, f"{where}.{k}")
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{where}[{i}]")
+        elif isinstance(v, str) and v.strip() and len(v) < 4096:
+            for base in (config.parent, Path.cwd()):
+                p = (base / v).expanduser()
+                if p.exists():
+                    found[where] = _content(p.resolve())
+                    break
+
+    walk(yaml.safe_load(config.read_text()) or {}, "config")
+    return stable_hash(found, 20)
+
+
+def _results_fingerprint(results: Path) -> str:
+    """The content of a run's results (the runner's own records left out)."""
+    files = sorted(f for f in results.rglob("*") if f.is_file() and f.name not in _RECORDS
+                   and ".tmp-" not in f.name and "executed" not in f.relative_to(results).parts)
+    return stable_hash({f.relative_to(results).as_posix(): file_record(f) for f in files}, 20)
+
+
+def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None, inputs: str = "") -> str:
     """A hash of what a notebook's output depends on: its source, the configuration, its
     parameters, the library, and the committed data it reads (``reads``: its parameters
     with their defaults filled in, see :func:`_data_files`)."""
@@ -106,6 +162,7 @@ def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None) -> s
     h.update(config.read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(_lib_hash().encode())
+    h.update(inputs.encode())
     for f in _data_files(nb, params if reads is None else reads):
         h.update(str(f.name).encode())
         h.update(f.read_bytes() if f.is_file() else b"(missing)")
@@ -144,12 +201,22 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
     config = Path(config).resolve()
     if not config.exists():
         raise FileNotFoundError(f"run configuration {config} not found")
-    output = Path(output) if output else repo_root() / "book" / "executed"
+    results = _results_of(config)
+    if not output:  # the book's chapters are the default run's; any other run's stay with its results
+        default = repo_root() / "configs" / "default.yml" if repo_root() else None
+        output = repo_root() / "book" / "executed" if config == default else results / "executed"
+    output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     stamps_file = output / ".stamps.json"
     stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
+    inputs = _config_inputs(config)
+    written = stamps.pop("__results__", None)
+    if written is not None and written != _results_fingerprint(results) and not force:
+        log(f"[notebooks] the results in {results} changed since this runner last wrote them (a notebook run "
+            "outside it, or an edit): every notebook runs again")
+        force = True
     # wall time and peak memory of each notebook's last execution, kept with the run's results
-    runs_file = _results_of(config) / "notebooks.json"
+    runs_file = results / "notebooks.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     params = {"config": str(config), **(params or {})}
     status = {}
@@ -176,7 +243,7 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
                     defaults[k] = ast.literal_eval(str(declared[nb.name][k].get("default")))
                 except (ValueError, SyntaxError):
                     defaults[k] = None
-        stamp = _stamp(nb, config, nb_params, {**defaults, **nb_params})
+        stamp = _stamp(nb, config, nb_params, {**defaults, **nb_params}, inputs)
         if not force and out.exists() and stamps.get(nb.name) == stamp:
             status[nb.name] = "skipped"
             log(f"[notebook] {nb.name}: unchanged, skipped")
@@ -205,7 +272,7 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
                          "peak_anon_mib": anon.peak_mib, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                          "parameters": nb_params, "earlier": earlier}
         write_json_atomic(runs_file, runs)
-        write_json_atomic(stamps_file, stamps)
+        write_json_atomic(stamps_file, {**stamps, "__results__": _results_fingerprint(results)})
     return status
 
 
@@ -216,7 +283,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m redundancy notebooks", description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(repo_root() / "configs" / "default.yml"))
-    ap.add_argument("--output", help="where executed notebooks go (default book/executed)")
+    ap.add_argument("--output", help="where executed notebooks go (default: book/executed for the default run, "
+                                     "<results>/<run>/executed for any other configuration)")
     ap.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these")
     ap.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="a notebook parameter (VALUE is read as YAML: 0.3, [1, 2], true, text)")
