@@ -1,4 +1,4 @@
-"""Command line: ``python -m redundancy {fetch,run,finetune,notebooks,publish,verdicts,verify,tasks,stats}``."""
+"""Command line: ``python -m redundancy {fetch,run,finetune,notebooks,report,publish,verdicts,verify,tasks,stats}``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,21 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--models", nargs="*", help="only these of the run's models")
     ft.add_argument("--no-progress", action="store_true")
     sub.add_parser("notebooks", help="execute every notebook with papermill (see --help of that verb)")
+    rp = sub.add_parser("report", help="one model on one task: per-layer probes, adjacent-layer CKA, clustering, "
+                                       "the minimal neuron set and LayerSelector + CCFS, printed and written to a folder")
+    rp.add_argument("--model", required=True, help="an embedded name (minilm, mpnet), a model folder or a hub name")
+    rp.add_argument("--task", required=True, help="a registered task (python -m redundancy tasks), or your own "
+                                                  "name with --option task=sentences (or task=conll)")
+    rp.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                    help="a task option, e.g. -o train=data/train.csv -o text=tweet -o label=sentiment "
+                         "(VALUE is read as YAML); repeat for each")
+    rp.add_argument("--out", help="the report's folder (default ./redundancy-report-<model>-<task>)")
+    rp.add_argument("--seeds", type=int, nargs="+", default=[0], help="probe seeds (default 0)")
+    rp.add_argument("--threshold", type=float, default=0.3, help="clustering threshold c_t (default 0.3)")
+    rp.add_argument("--finetune-epochs", type=float, help="fine-tuning epochs for a sentence task "
+                                                          "(default: the default run's budget, 1 epoch over 1,500)")
+    rp.add_argument("--device", default="cpu")
+    rp.add_argument("--no-progress", action="store_true")
     pb = sub.add_parser("publish", help="copy a run's results to data/<run>/ with their provenance")
     pb.add_argument("--config", default="configs/paper-scale.yml")
     pb.add_argument("--dest", help="default: data/<run name>")
@@ -50,6 +65,25 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
     s.add_argument("tasks", nargs="+")
     return p
+
+
+def _report(args) -> int:
+    import yaml
+
+    from .run.report import DEFAULT_FINETUNE, report
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option {item!r}: write KEY=VALUE, e.g. --option train=data/train.csv")
+        options[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    finetune = dict(DEFAULT_FINETUNE)
+    if args.finetune_epochs is not None:
+        finetune.update(epochs=args.finetune_epochs, max_train=None)
+    report(args.model, args.task, options, out=args.out, finetune=finetune, seeds=args.seeds,
+           threshold=args.threshold, device=args.device, progress=not args.no_progress and sys.stderr.isatty())
+    return 0
 
 
 def _verify(args) -> int:
@@ -127,6 +161,8 @@ def main(argv=None) -> int:
             if args.json:
                 write_json_atomic(args.json, [v.record() for v in verdicts])
                 print(f"[verdicts] {len(verdicts)} records: {args.json}")
+        elif args.cmd == "report":
+            return _report(args)
         elif args.cmd == "verify":
             return _verify(args)
         elif args.cmd == "tasks":
