@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("--quick", action="store_true", help="sizes only, no checksums (seconds instead of minutes)")
     sub.add_parser("tasks", help="list the registered tasks")
     s = sub.add_parser("stats", help="print the statistics table of tasks (paper Tables 4-5)")
-    s.add_argument("tasks", nargs="+")
+    s.add_argument("tasks", nargs="*", help="registered tasks, or (with --config) some of the run's tasks")
+    s.add_argument("--config", help="a run configuration: its tasks, with their files and options")
     return p
 
 
@@ -171,9 +172,23 @@ def main(argv=None) -> int:
             for t in list_tasks():
                 print(f"{t['task']:16s} {t['kind']:9s} {'embedded' if t['embedded'] else '':9s} {t['description']}")
         elif args.cmd == "stats":
-            from .data.tasks import task_statistics
+            from .data.tasks import load_task, task_statistics
 
-            print(task_statistics(args.tasks).to_string())
+            if args.config:
+                from .representations.runs import load_config
+
+                cfg = load_config(args.config)
+                names = args.tasks or list(cfg["tasks"])
+                stray = sorted(set(names) - set(cfg["tasks"]))
+                if stray:
+                    raise ValueError(f"{args.config} has no task(s) {stray}; it has {list(cfg['tasks'])}")
+                tasks = [load_task(t, **{k: v for k, v in (cfg["tasks"][t] or {}).items() if k != "finetune"})
+                         for t in names]
+            elif not args.tasks:
+                raise ValueError("name the tasks (python -m redundancy tasks lists them) or give --config")
+            else:
+                tasks = args.tasks
+            print(task_statistics(tasks).to_string())
     except (RedundancyError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -62,11 +62,21 @@ def test_unknown_task_suggests_close_name():
     assert isinstance(ei.value, KeyError)  # still catchable as a KeyError
 
 
-def test_unknown_option_is_named(tmp_path, chunk_files):
-    with pytest.raises(TypeError, match="bogus.*its options are"):
+def test_unknown_option_is_named(tmp_path, chunk_files, capsys):
+    with pytest.raises(DataError, match="bogus.*its options are"):
         load_task("chunking", **chunk_files, bogus=1)
-    with pytest.raises(TypeError, match="bogus.*its options are"):
+    with pytest.raises(DataError, match="bogus.*its options are"):
         load_task("mrpc", path=tmp_path, bogus=1)
+    # through the command line: one line, no traceback
+    import yaml
+
+    from redundancy.__main__ import main
+
+    cfg = tmp_path / "run.yml"
+    cfg.write_text(yaml.safe_dump({"models": ["minilm"], "tasks": {"chunking": {**{k: str(v) for k, v in chunk_files.items()}, "max_trian": 5}}}))
+    assert main(["run", "--config", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: task 'chunking' has no option(s) ['max_trian']") and len(err.splitlines()) == 1
 
 
 def test_list_tasks_has_paper_and_embedded_tasks():
@@ -423,3 +433,26 @@ def test_a_config_names_its_own_tasks_and_their_paper_analogue(tmp_path):
     bad.write_text(yaml.safe_dump({"models": ["minilm"], "tasks": {"mine": {"task": "sentencez", "train": "a"}}}))
     with pytest.raises(ValueError, match="unknown task 'sentencez' \\(of task 'mine'\\)"):
         load_config(bad)
+
+
+def test_stats_of_a_file_task_says_what_it_needs_and_reads_a_config(tmp_path, chunk_files, capsys):
+    import yaml
+
+    from redundancy.__main__ import main
+
+    assert main(["stats", "pos"]) == 2
+    err = capsys.readouterr().err
+    assert "task 'pos' reads your own files: give train=, dev=, test=" in err and len(err.splitlines()) == 1
+    cfg = tmp_path / "run.yml"
+    cfg.write_text(yaml.safe_dump({"models": ["minilm"], "tasks": {
+        "my-chunks": {"task": "chunking", **{k: str(v) for k, v in chunk_files.items()}}}}))
+    assert main(["stats", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "my-chunks" in out and "tokens" in out
+    assert main(["stats", "--config", str(cfg), "other"]) == 2
+    assert "has no task(s) ['other']" in capsys.readouterr().err
+
+
+def test_a_task_prints_its_sizes_not_its_corpus(chunk_files):
+    t = load_task("chunking", **chunk_files, max_train_tokens=None)
+    assert repr(t) == f"TaskData('chunking', token: train=10, dev=5, test=4 tokens, {len(t.label_names)} labels)"

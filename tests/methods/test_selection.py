@@ -314,3 +314,13 @@ def test_standardized_probe_equals_a_probe_on_sklearn_scaled_features(tmp_path):
                          standardize=True)
     raw.oracle(), std.oracle()
     assert raw.n_fits == 1 and std.n_fits == 1 and len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_a_result_prints_its_scores_not_its_weights_and_ranks_like_its_weights(k_signal):
+    from redundancy.methods.ranking import lca_ranking
+
+    (tr, dv, te), _ = k_signal
+    r = ProbeEvaluator(tr, dv, te, probe=FAST).evaluate([3, 17, 42])
+    text = repr(r)
+    assert text.startswith("ProbeResult(3 neurons, dev ") and "trained in" in text and "[" not in text
+    np.testing.assert_array_equal(lca_ranking(r).order, lca_ranking(r.coef).order)

@@ -70,6 +70,12 @@ class TaskData:
     dropped: dict = field(default_factory=dict)
     paper_analogue: str | None = None
 
+    def __repr__(self) -> str:  # the splits' sizes, not the corpus
+        unit = "tokens" if self.kind == "token" else "sentences"
+        sizes = ", ".join(f"{s}={c.n_tokens if self.kind == 'token' else len(c):,}" for s, c in self.splits.items())
+        labels = "regression" if self.regression else f"{len(self.label_names)} labels"
+        return f"TaskData({self.name!r}, {self.kind}: {sizes} {unit}, {labels})"
+
     def __getitem__(self, split):
         if split not in self.splits:
             raise KeyError(f"task {self.name!r} has no split {split!r}; it has {list(self.splits)}")
@@ -227,8 +233,17 @@ def load_task(name: str, **options) -> TaskData:
     allowed = task_options(key)
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
-        raise TypeError(f"task {name!r} has no option(s) {unknown}; its options are "
+        raise DataError(f"task {name!r} has no option(s) {unknown}; its options are "
                         f"{sorted(allowed + ['task', 'paper_analogue'])}")
+    import inspect
+
+    params = inspect.signature(TASKS[key].loader).parameters.values()
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in options]
+    if missing:
+        raise DataError(f"task {name!r} reads your own files: give {', '.join(m + '=' for m in missing)} "
+                        f"(in a run configuration: tasks: {{{name}: {{{', '.join(m + ': ...' for m in missing)}}}}}; "
+                        "`python -m redundancy stats --config my.yml` shows a configuration's tasks)")
     task = TASKS[key].loader(**options)
     if registry is not None:
         task.name = name
@@ -277,13 +292,18 @@ def _guess_token_format(path) -> str:
     lines = [(n, ln.split()) for n, ln in enumerate(_head_lines(path), 1) if ln.strip()][:50]
     if not lines:
         return "conll"  # empty: the reader names the file
-    counts = {len(parts) for _, parts in lines}
+    from collections import Counter
+
+    counts = Counter(len(parts) for _, parts in lines)
+    (top, top_n), = counts.most_common(1)
     tokens = [t for _, parts in lines for t in parts]
     slashed = sum(all(t.rpartition("/")) for t in tokens) / len(tokens)  # word, "/" and tag all there
-    if len(counts) == 1 and next(iter(counts)) >= 2:
+    if len(counts) == 1 and top >= 2:
         return "word_tag" if slashed == 1.0 else "conll"
     if slashed >= 0.5:
         return "word_tag"  # a token without its tag is then named by the reader
+    if top >= 2 and top_n >= 0.8 * len(lines):
+        return "conll"  # CoNLL with a few odd lines: the reader names the first
     (a, pa), (b, pb) = lines[0], next((n, p) for n, p in lines if len(p) != len(lines[0][1]))
     raise DataFormatError(f"{path}: cannot tell its format: lines {a} and {b} have {len(pa)} and {len(pb)} columns "
                           f"(not CoNLL, whose token lines all have the same columns) and only {slashed:.0%} of "
@@ -542,7 +562,7 @@ def sentence_task_from_files(train, test=None, dev=None, text: str = "text", lab
     return _finalise(task, unseen_labels)
 
 
-def task_statistics(tasks) -> "pd.DataFrame":
+def task_statistics(tasks):
     """The paper's Tables 4 and 5 for the given tasks (``TaskData`` objects or names)."""
     import pandas as pd
 

@@ -42,7 +42,8 @@ def probe_weights(probe_or_coef) -> np.ndarray:
     A 1-D weight vector (a regression probe) is one row, as the reference's
     ``nn.Linear(D, 1)``.
     """
-    coef = np.asarray(getattr(probe_or_coef, "coef_", probe_or_coef))
+    # a fitted estimator (coef_), a ProbeResult of the evaluator (coef), or the weights themselves
+    coef = np.asarray(getattr(probe_or_coef, "coef_", getattr(probe_or_coef, "coef", probe_or_coef)))
     # float32 weights (every torch probe) stay float32, so that the cumulative sums and the
     # thresholds round exactly as in the reference code; anything else is float64
     W = np.abs(np.atleast_2d(coef.astype(np.float32 if coef.dtype == np.float32 else np.float64)))
@@ -135,8 +136,9 @@ def lca_ranking(probe_or_coef, search_stride: int = 1000) -> NeuronRanking:
 
     Parameters
     ----------
-    probe_or_coef : fitted probe (``coef_``) or array of shape (classes, neurons) or (neurons,)
-        The probe trained on the neurons to rank.
+    probe_or_coef : fitted probe (``coef_``), ProbeResult (``coef``), or array of shape (classes, neurons) or (neurons,)
+        The probe trained on the neurons to rank. The ranking is over the probe's features: for a
+        ProbeResult on a subset, ``result.neurons[ranking.order]`` are the neurons' flat indices.
     search_stride : int, default 1000
         Number of steps of the fraction ``p`` from 0 to 1 (the paper's runs: 1000).
 

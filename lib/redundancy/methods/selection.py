@@ -133,6 +133,11 @@ class ProbeResult:
     def n_neurons(self) -> int:
         return int(self.neurons.size)
 
+    def __repr__(self) -> str:  # scores, not the weights
+        test = "" if self.test != self.test else f", test {self.test:.4f}"
+        return (f"ProbeResult({self.n_neurons:,} neurons, dev {self.dev:.4f}{test}"
+                f"{', from the cache' if self.cached else f', trained in {self.fit_seconds:.1f}s'})")
+
 
 class ProbeEvaluator:
     """Train a probe on a subset of neurons and score it: the unit of every task analysis.

@@ -152,7 +152,7 @@ CASES = [
     Case("a malformed data file", "a CoNLL line with a word but no tag", DataFormatError,
          ("malformed/train.txt:", "expected a token and its tag"), _malformed),
     Case("an empty split", "an empty dev file", DataError,
-         ("dev split is empty",), _empty_split),
+         ("<scratch>/empty/dev.txt", "no tokens", "empty"), _empty_split),
     Case("a task with one class", "every training word tagged DT", DataError,
          ("training split has 1 class",), _one_class),
     Case("an unknown notebook parameter", "papermill -p treshold 0.3", NameError,
