@@ -200,3 +200,21 @@ def test_changed_inputs_or_results_written_elsewhere_are_never_shown_as_current(
     assert any("changed since this runner last wrote them" in line for line in logs)
     assert (tmp_path / "results" / "stale" / "tags.txt").read_text() == "DT VB"
     assert batch() == "skipped"
+
+
+def test_two_batches_at_once_take_turns_and_keep_both_records(tmp_path):
+    """Two runners on one run at the same time: the second waits for the first, then skips
+    what the first made current; neither's record in notebooks.json is lost."""
+    _reader_notebook(tmp_path / "nbs")
+    (tmp_path / "dev.txt").write_text("the DT\ncat NN\n")
+    config = tmp_path / "run.yml"
+    config.write_text(f"name: both\nmodels: [minilm]\nresults_dir: {tmp_path / 'results'}\n"
+                      "tasks:\n  conll: {train: dev.txt, dev: dev.txt, test: dev.txt}\n")
+    code = ("import json, sys\nfrom redundancy.run.notebooks import run_notebooks\n"
+            f"s = run_notebooks({str(config)!r}, folder={str(tmp_path / 'nbs')!r}, log=lambda *a: None)\n"
+            "print(json.dumps(s))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert sorted(o["01_reader.ipynb"] for o in outs) == ["ran", "skipped"]
+    runs = json.loads((tmp_path / "results" / "both" / "notebooks.json").read_text())
+    assert runs["01_reader.ipynb"]["status"] == "ran"

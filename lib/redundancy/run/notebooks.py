@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cache import file_record, write_json_atomic
+from ..cache import file_lock, file_record, write_json_atomic
 from ..config import repo_root
 from ..provenance import PeakSampler, children_rss
 from ..utils import stable_hash
@@ -185,7 +185,8 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
     config : path
         The run configuration given to every notebook as its ``config`` parameter.
     output : path, optional
-        Where executed notebooks go (default ``book/executed``).
+        Where executed notebooks go (default ``book/executed`` for the repository's default run,
+        ``<results>/<run>/executed`` for any other configuration).
     only : list of str, optional
         Run only notebooks whose name contains one of these (e.g. ``["03", "cka"]``).
     params : dict, optional
@@ -207,6 +208,38 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
         output = repo_root() / "book" / "executed" if config == default else results / "executed"
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    params = {"config": str(config), **(params or {})}
+    nbs = notebooks(folder)
+    if only:
+        nbs = [nb for nb in nbs if any(o in nb.stem for o in only)]
+        if not nbs:
+            raise ValueError(f"no notebook matches {only}")
+    declared = {nb.name: pm.inspect_notebook(str(nb)) for nb in nbs}  # name -> default, type, help
+    unused = set(params) - set().union(*declared.values())
+    if unused:
+        raise ValueError(f"no notebook has the parameter(s) {sorted(unused)}; see the parameters cell of each")
+    # two batches on one run take turns (the second then skips what the first made current):
+    # no record of either is lost
+    with file_lock(results / ".notebooks.lock"):
+        return _batch(config, results, output, nbs, declared, params, force, log, timeout)
+
+
+def _read_defaults(declared: dict) -> dict:
+    """Where a notebook reads committed data, from its parameters cell's defaults."""
+    defaults = {}
+    for k in ("published", "earlier", "benchmarks"):
+        if k in declared:
+            try:
+                defaults[k] = ast.literal_eval(str(declared[k].get("default")))
+            except (ValueError, SyntaxError):
+                defaults[k] = None
+    return defaults
+
+
+def _batch(config: Path, results: Path, output: Path, nbs, declared, params, force, log, timeout) -> dict:
+    """Run (or skip) each notebook of a batch and keep its record; see :func:`run_notebooks`."""
+    import papermill as pm
+
     stamps_file = output / ".stamps.json"
     stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
     inputs = _config_inputs(config)
@@ -218,17 +251,7 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
     # wall time and peak memory of each notebook's last execution, kept with the run's results
     runs_file = results / "notebooks.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
-    params = {"config": str(config), **(params or {})}
     status = {}
-    nbs = notebooks(folder)
-    if only:
-        nbs = [nb for nb in nbs if any(o in nb.stem for o in only)]
-        if not nbs:
-            raise ValueError(f"no notebook matches {only}")
-    declared = {nb.name: pm.inspect_notebook(str(nb)) for nb in nbs}  # name -> default, type, help
-    unused = set(params) - set().union(*declared.values())
-    if unused:
-        raise ValueError(f"no notebook has the parameter(s) {sorted(unused)}; see the parameters cell of each")
     for nb in nbs:
         out = output / nb.name
         nb_params = {k: v for k, v in params.items() if k in declared[nb.name]}
@@ -236,14 +259,7 @@ def run_notebooks(config, output=None, only=None, params=None, force: bool = Fal
             nb_params["config"] = os.path.relpath(config, nb.parent)
         except ValueError:  # another drive (Windows)
             pass
-        defaults = {}
-        for k in ("published", "earlier", "benchmarks"):  # where the notebook reads committed data (its default)
-            if k in declared[nb.name]:
-                try:
-                    defaults[k] = ast.literal_eval(str(declared[nb.name][k].get("default")))
-                except (ValueError, SyntaxError):
-                    defaults[k] = None
-        stamp = _stamp(nb, config, nb_params, {**defaults, **nb_params}, inputs)
+        stamp = _stamp(nb, config, nb_params, {**_read_defaults(declared[nb.name]), **nb_params}, inputs)
         if not force and out.exists() and stamps.get(nb.name) == stamp:
             status[nb.name] = "skipped"
             log(f"[notebook] {nb.name}: unchanged, skipped")
