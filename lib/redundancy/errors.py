@@ -30,3 +30,9 @@ class SequenceTooLongError(RedundancyError, ValueError):
 
 class CacheError(RedundancyError, OSError):
     """A cached file is incomplete, truncated or does not match its metadata."""
+
+
+class DataNote(UserWarning):
+    """A fact about a task's data worth knowing, not an error: dev or test items whose labels
+    never occur in train, left out of scoring. The book lists them in its data chapter and
+    keeps them out of the other pages (:func:`redundancy.paper.pages.setup_page`)."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import fetch
 from . import readers as io
-from ..errors import DataError, DataFormatError, UnknownTaskError
+from ..errors import DataError, DataFormatError, DataNote, UnknownTaskError
 from .readers import SentenceCorpus, TokenCorpus
 
 SPLITS = ("train", "dev", "test")
@@ -150,7 +150,7 @@ def _finalise(task: TaskData, unseen_labels: str = "error") -> TaskData:
                 keep = np.flatnonzero(ids >= 0)
                 task.splits[s] = corpus.subset(keep)
             warnings.warn(f"task {task.name!r}: {n_unseen} items of {s} have labels unseen in train "
-                          f"{unseen[:10]} and are left out of scoring", stacklevel=4)
+                          f"{unseen[:10]} and are left out of scoring", DataNote, stacklevel=4)
     return task
 
 

@@ -48,6 +48,18 @@ def plot_style():
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True})
 
 
+def setup_page():
+    """What every notebook's set-up cell does for its page: the figure style, and data notes
+    (labels of dev or test unseen in train, :class:`~redundancy.errors.DataNote`) kept out of
+    the page; the data chapter lists them (:meth:`~redundancy.paper.sections.Study.data_notes`)."""
+    import warnings
+
+    from ..errors import DataNote
+
+    plot_style()
+    warnings.filterwarnings("ignore", category=DataNote)
+
+
 def pct(x, digits: int = 1) -> str:
     """``0.9567 -> '95.7%'``."""
     return f"{100 * float(x):.{digits}f}%"

@@ -168,6 +168,23 @@ class Study:
                 out.pop(t, None)
         return out
 
+    def data_notes(self) -> pd.DataFrame:
+        """Per task and split, the items left out of scoring because their labels never occur in
+        train (task, split, items, labels); empty when there are none."""
+        import warnings
+
+        from ..data.tasks import load_task
+
+        rows = []
+        for t, opts in self.cfg["tasks"].items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                task = load_task(t, **{k: v for k, v in (opts or {}).items() if k != "finetune"})
+            for split, d in task.dropped.items():
+                rows.append({"task": t, "split": split, "items left out": d["count"],
+                             "labels unseen in train": ", ".join(map(str, d["labels"]))})
+        return pd.DataFrame(rows, columns=["task", "split", "items left out", "labels unseen in train"])
+
     def label(self, model: str) -> str:
         """The model's display name in this run's tables and figures (unique within the run)."""
         return model_labels(self.models).get(str(model), model_label(model))
