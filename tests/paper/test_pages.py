@@ -80,3 +80,30 @@ def test_an_integer_parameter_refuses_a_float_instead_of_truncating_it(value, ok
     else:
         with pytest.raises(TypeError, match=r"'seed' = .* but this notebook takes an int"):
             check_parameters({"seed": value, "delta": 0.01}, defaults)
+
+
+def test_setup_page_keeps_data_notes_out_of_a_page_and_the_data_chapter_lists_them(tmp_path):
+    import warnings
+
+    from redundancy.data.tasks import load_task
+    from redundancy.errors import DataNote
+    from redundancy.paper.pages import setup_page
+    from redundancy.paper.sections import Study
+
+    files = {}
+    for split, text in (("train", "the DT\ncat NN\n\na DT\ndog NN\n"), ("dev", "the DT\ncat NN\n"),
+                        ("test", "the DT\ncat NN\n\nok UH\n")):
+        files[split] = str(tmp_path / f"{split}.txt")
+        (tmp_path / f"{split}.txt").write_text(text)
+    with pytest.warns(DataNote, match="labels unseen in train"):  # a user of the library sees it
+        load_task("conll", **files, unseen_labels="drop")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        setup_page()
+        load_task("conll", **files, unseen_labels="drop")
+    assert not [w for w in seen if issubclass(w.category, DataNote)]  # a book page does not
+    study = Study({"name": "n", "models": ["minilm"], "results_dir": str(tmp_path),
+                   "tasks": {"conll": {**files, "unseen_labels": "drop"}}})
+    notes = study.data_notes()
+    assert notes.to_dict("records") == [{"task": "conll", "split": "test", "items left out": 1,
+                                         "labels unseen in train": "UH"}]
