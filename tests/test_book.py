@@ -20,11 +20,12 @@ def test_book_builds_strictly(tmp_path):
     exe = str(Path(sys.executable).parent / "jupyter-book")
     shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("executed"))
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")  # the configuration page includes the template
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     pages = [c["file"] for part in toc["parts"] for c in part["chapters"] if not c["file"].startswith("book/executed/")]
     (tmp_path / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": toc["root"],
                                                         "chapters": [{"file": p} for p in pages]}))
-    assert {"book/data", "book/methods", "book/api", "book/references"} <= set(pages)
+    assert {"book/data", "book/config", "book/methods", "book/api", "book/references"} <= set(pages)
     proc = subprocess.run([exe, "build", str(tmp_path), "-W", "-n", "--keep-going"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -33,3 +34,4 @@ def test_book_builds_strictly(tmp_path):
     assert {"book/intro.html", "book/data.html", "book/methods.html", "book/api.html"} <= pages
     assert "LinearProbe" in (html / "book" / "api.html").read_text()
     assert "Analyzing Redundancy" in (html / "book" / "intro.html").read_text()
+    assert "paper_analogue" in (html / "book" / "config.html").read_text()  # the template, included

@@ -77,6 +77,10 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_run, monkeypatch):
     for nb in notebooks():
         page = (html / f"{nb.stem}.html").read_text()
         assert "Traceback" not in page, nb.stem
+        # the parameters (the source's and papermill's) and the set-up cell stay in the notebook, out of the book
+        for hidden in ("tag_parameters", "tag_injected-parameters", "check_parameters(globals())", "ipykernel_",
+                       "UserWarning"):
+            assert hidden not in page, (nb.stem, hidden)
         if nb.stem not in ("01_data", "08_reproduction", "11_troubleshooting"):
             assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", page), f"{nb.stem} has no figure"
     # glued numbers reached the prose

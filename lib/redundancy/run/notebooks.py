@@ -169,6 +169,19 @@ def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None, inpu
     return h.hexdigest()[:20]
 
 
+def _hide_injected_parameters(path: Path) -> None:
+    """Tag the cell papermill injected (the run's parameters) ``remove-cell``, as the source's
+    own parameters cell is: the book shows which run a page is from in one line of prose."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, str(path))
+
+
 def _failure(e: Exception) -> str:
     """Which cell failed and why, from a papermill error."""
     cell = getattr(e, "exec_count", None)
@@ -275,6 +288,7 @@ def _batch(config: Path, results: Path, output: Path, nbs, declared, params, for
             stamps.pop(nb.name, None)
             log(f"[notebook] {nb.name}: FAILED at {_failure(e)} (executed copy with the traceback: {out})")
         else:
+            _hide_injected_parameters(out)
             status[nb.name] = "ran"
             stamps[nb.name] = stamp
             log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s, kernel peak {mem.peak_mib:.0f} MiB resident, "
