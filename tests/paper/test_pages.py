@@ -107,3 +107,11 @@ def test_setup_page_keeps_data_notes_out_of_a_page_and_the_data_chapter_lists_th
     notes = study.data_notes()
     assert notes.to_dict("records") == [{"task": "conll", "split": "test", "items left out": 1,
                                          "labels unseen in train": "UH"}]
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 models"), (1, "1 model"), (2, "2 models"), (2688, "2,688 models")])
+def test_count_writes_prose_not_model_s(n, text):
+    from redundancy.paper.pages import count
+
+    assert count(n, "model") == text
+    assert count(1, "class", "classes") == "1 class" and count(3, "class", "classes") == "3 classes"

@@ -60,6 +60,12 @@ def setup_page():
     warnings.filterwarnings("ignore", category=DataNote)
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``count(1, "model") -> '1 model'``, ``count(2, "model") -> '2 models'`` (prose, not 'model(s)')."""
+    n = int(n)
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def pct(x, digits: int = 1) -> str:
     """``0.9567 -> '95.7%'``."""
     return f"{100 * float(x):.{digits}f}%"
