@@ -68,6 +68,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stats(args) -> None:
+    from .data.tasks import load_task, task_statistics
+
+    if args.config:
+        from .representations.runs import load_config
+
+        cfg = load_config(args.config)
+        names = args.tasks or list(cfg["tasks"])
+        stray = sorted(set(names) - set(cfg["tasks"]))
+        if stray:
+            raise ValueError(f"{args.config} has no task(s) {stray}; it has {list(cfg['tasks'])}")
+        tasks = [load_task(t, **{k: v for k, v in (cfg["tasks"][t] or {}).items() if k != "finetune"})
+                 for t in names]
+    elif not args.tasks:
+        raise ValueError("name the tasks (python -m redundancy tasks lists them) or give --config")
+    else:
+        tasks = args.tasks
+    print(task_statistics(tasks).to_string())
+
+
 def _report(args) -> int:
     import yaml
 
@@ -172,23 +192,7 @@ def main(argv=None) -> int:
             for t in list_tasks():
                 print(f"{t['task']:16s} {t['kind']:9s} {'embedded' if t['embedded'] else '':9s} {t['description']}")
         elif args.cmd == "stats":
-            from .data.tasks import load_task, task_statistics
-
-            if args.config:
-                from .representations.runs import load_config
-
-                cfg = load_config(args.config)
-                names = args.tasks or list(cfg["tasks"])
-                stray = sorted(set(names) - set(cfg["tasks"]))
-                if stray:
-                    raise ValueError(f"{args.config} has no task(s) {stray}; it has {list(cfg['tasks'])}")
-                tasks = [load_task(t, **{k: v for k, v in (cfg["tasks"][t] or {}).items() if k != "finetune"})
-                         for t in names]
-            elif not args.tasks:
-                raise ValueError("name the tasks (python -m redundancy tasks lists them) or give --config")
-            else:
-                tasks = args.tasks
-            print(task_statistics(tasks).to_string())
+            _stats(args)
     except (RedundancyError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
