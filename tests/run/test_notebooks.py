@@ -222,3 +222,14 @@ def test_two_batches_at_once_take_turns_and_keep_both_records(tmp_path):
     assert sorted(o["01_reader.ipynb"] for o in outs) == ["ran", "skipped"]
     runs = json.loads((tmp_path / "results" / "both" / "notebooks.json").read_text())
     assert runs["01_reader.ipynb"]["status"] == "ran"
+
+
+def test_kernels_talk_over_local_sockets_without_the_tcp_warning(tmp_path, capfd):
+    _reader_notebook(tmp_path / "nbs")
+    (tmp_path / "dev.txt").write_text("the DT\ncat NN\n")
+    config = tmp_path / "run.yml"
+    config.write_text(f"name: ipc\nmodels: [minilm]\nresults_dir: {tmp_path / 'results'}\n"
+                      "tasks:\n  conll: {train: dev.txt, dev: dev.txt, test: dev.txt}\n")
+    assert run_notebooks(config, folder=tmp_path / "nbs", log=lambda *a: None)["01_reader.ipynb"] == "ran"
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "Kernel is running over TCP" not in err

@@ -169,6 +169,30 @@ def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None, inpu
     return h.hexdigest()[:20]
 
 
+def _kernel_manager():
+    """A kernel manager whose kernels talk over local sockets (IPC, files under the temporary
+    folder) rather than TCP: nothing reachable from the network, and no warning from every
+    kernel about unencrypted TCP. On Windows, which has no IPC transport: the default (TCP)."""
+    if os.name != "posix":
+        return None
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self):  # for IPC, the path prefix of the kernel's sockets
+            return os.path.join(tempfile.gettempdir(), f"redundancy-kernel-{uuid.uuid4().hex[:12]}")
+
+    return LocalKernelManager
+
+
 def _hide_injected_parameters(path: Path) -> None:
     """Tag the cell papermill injected (the run's parameters) ``remove-cell``, as the source's
     own parameters cell is: the book shows which run a page is from in one line of prose."""
@@ -282,7 +306,8 @@ def _batch(config: Path, results: Path, output: Path, nbs, declared, params, for
             with PeakSampler(children_rss, 0.5) as mem, \
                     PeakSampler(lambda: children_rss(anonymous=True), 0.5) as anon:
                 pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent),
-                                    progress_bar=False, kernel_name="python3", execution_timeout=timeout)
+                                    progress_bar=False, kernel_name="python3", execution_timeout=timeout,
+                                    **({"kernel_manager_class": km} if (km := _kernel_manager()) else {}))
         except Exception as e:  # noqa: BLE001 - report, carry on with the others
             status[nb.name] = f"failed: {_failure(e)}"
             stamps.pop(nb.name, None)
