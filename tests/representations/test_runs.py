@@ -296,3 +296,13 @@ def test_the_template_config_documents_every_key_and_every_file_task_option():
     text = path.read_text()
     for option in set(_SENTENCE_FILE_OPTIONS) | set(_TOKEN_FILE_OPTIONS) | {"task", "paper_analogue", "finetune"}:
         assert re.search(rf"^\s*#?\s*{option}:", text, re.M), f"task option {option!r} is not in the template"
+
+
+def test_a_run_that_fails_before_writing_leaves_no_results_folder(tmp_path):
+    from redundancy.__main__ import main
+
+    cfg = tmp_path / "run.yml"
+    cfg.write_text(f"name: broken\nmodels: [minilm]\nresults_dir: {tmp_path / 'results'}\n"
+                   "tasks:\n  pos: {train: missing.conll, dev: missing.conll, test: missing.conll}\n")
+    assert main(["run", "--config", str(cfg), "--no-progress"]) == 2
+    assert not (tmp_path / "results").exists()

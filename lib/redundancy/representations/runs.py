@@ -182,13 +182,13 @@ def fine_tune_all(cfg: dict, models=None, progress: bool = True, log=print) -> l
 
 
 def results_dir(cfg: dict) -> Path:
+    """Where a run's results go (``<results_dir>/<name>``); created by the first write, so a run
+    that fails before writing anything leaves no empty folder behind."""
     base = cfg.get("results_dir")
     if base is None:
         root = repo_root()
         base = (root / "data" / "results") if root else (cache_dir() / "results")
-    out = Path(base) / cfg["name"]
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return Path(base) / cfg["name"]
 
 
 #: a notebook's invocations kept in a run's ``activations.json`` (the latest; the command's own
@@ -254,6 +254,7 @@ def run(cfg: dict, progress: bool = True, log=print, caller: str = "run") -> dic
             stats.append(task.statistics())
             log(f"[task] {name}: {task.kind}, " + ", ".join(f"{s}={stats[-1][s]}" for s in SPLITS)
                 + f" {stats[-1]['unit']}, labels={stats[-1]['labels']} ({time.time() - t0:.1f}s)")
+        out.mkdir(parents=True, exist_ok=True)  # the tasks loaded: the run writes from here on
         pd.DataFrame(stats).set_index("task").to_csv(out / "task_statistics.csv")
 
         for model_name in cfg["models"]:
