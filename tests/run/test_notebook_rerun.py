@@ -30,7 +30,7 @@ def _rerun(path, config) -> list[str]:
         cell.metadata.setdefault("tags", [])
     nb.metadata.setdefault("papermill", {})
     nb = parameterize_notebook(nb, params)
-    setup = next(i for i in _code(nb) if "check_parameters(" in nb.cells[i].source)
+    setup = next(i for i in _code(nb, skip_tags=()) if "check_parameters(" in nb.cells[i].source)
     analysis = _code(nb, setup + 1)[0]
     own = nbformat.v4.new_code_cell("my_threshold = 0.5  # a reader's own variable")
     nb.cells.append(own)
