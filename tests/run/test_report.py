@@ -90,6 +90,7 @@ def test_the_summary_text_marks_undefined_cka_and_unreached_sets():
          "minimal_set": {"delta": 0.03, "neurons": 48, "share": 1.0, "dev": 0.85, "test": 0.8,
                          "test_interval": [0.7, 0.9], "found": False},
          "ls_ccfs": {"ls_layers": 3, "ls_dev": 0.9, "ls_test": 0.8, "ccfs_neurons": 30, "ccfs_dev": 0.9,
-                     "ccfs_test": 0.8, "reduction": 0.375}}
+                     "ccfs_test": 0.8, "reduction": 0.375, "ls_found": False, "ccfs_found": True}}
     text = summary_text(s)
     assert "n/a 0.91" in text and "(not reached)" in text and "none (of 0..2; 0 = embeddings)" in text
+    assert "layers 0..2 together (no prefix within 1%: all layers)" in text

@@ -113,7 +113,7 @@ def _summary(study, model, task, layers, cka, sweep, minimal, lsc, threshold, de
                         "found": bool(ms.found)},
         "ls_ccfs": {"ls_layers": int(ls.ls_layers), "ls_dev": ls.ls_dev, "ls_test": ls.ls_test,
                     "ccfs_neurons": int(ls.ccfs_neurons), "ccfs_dev": ls.ccfs_dev, "ccfs_test": ls.ccfs_test,
-                    "reduction": ls.reduction},
+                    "reduction": ls.reduction, "ls_found": bool(ls.ls_found), "ccfs_found": bool(ls.ccfs_found)},
         "folder": str(study.results),
     }, default=float))
 
@@ -134,8 +134,11 @@ def summary_text(s: dict) -> str:
         (f"minimal set ({1 - m['delta']:.0%} of the oracle)",
          f"{m['neurons']:,} neurons ({m['share']:.1%}), dev {m['dev']:.3f}, test {m['test']:.3f} "
          f"[{m['test_interval'][0]:.3f}, {m['test_interval'][1]:.3f}]" + ("" if m["found"] else " (not reached)")),
-        ("LayerSelector + CCFS", f"layers 0..{lc['ls_layers'] - 1}, then {lc['ccfs_neurons']:,} neurons "
-                                 f"({lc['reduction']:.1%} removed), dev {lc['ccfs_dev']:.3f}, test {lc['ccfs_test']:.3f}"),
+        ("LayerSelector + CCFS", f"layers 0..{lc['ls_layers'] - 1} together"
+                                 + ("" if lc.get("ls_found", True) else " (no prefix within 1%: all layers)")
+                                 + f", then {lc['ccfs_neurons']:,} neurons ({lc['reduction']:.1%} removed), "
+                                 f"dev {lc['ccfs_dev']:.3f}, test {lc['ccfs_test']:.3f}"
+                                 + ("" if lc.get("ccfs_found", True) else " (not reached)")),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
