@@ -115,3 +115,19 @@ def test_count_writes_prose_not_model_s(n, text):
 
     assert count(n, "model") == text
     assert count(1, "class", "classes") == "1 class" and count(3, "class", "classes") == "3 classes"
+
+
+def test_readable_tables_show_integers_dashes_and_plain_headers():
+    import numpy as np
+    import pandas as pd
+
+    from redundancy.paper.pages import readable
+
+    df = pd.DataFrame({"model": ["minilm", "mpnet"], "n_neurons": [2688.0, 9984.0], "test": [0.91234, np.nan],
+                       "found": [True, False]})
+    html = readable(df).to_html()
+    assert "2,688" in html and "9,984" in html and "2688.0" not in html
+    assert "0.912" in html and "—" in html and ">nan<" not in html.lower()
+    assert "n neurons" in html and "n_neurons" not in html
+    assert ">0<" not in html  # no index column
+    assert "threshold" in readable(df.assign(threshold=[0.3, 0.7]).set_index("threshold"), index=True).to_html()

@@ -66,6 +66,28 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def readable(df, digits: int = 3, index: bool = False):
+    """A table for reading in the book: whole numbers as integers with thousands separators
+    (2,688, not 2688.0), other numbers to ``digits`` decimals, "—" where a value does not apply
+    (NaN), headers with spaces instead of underscores, and no pandas index unless ``index``
+    (a pivot table's rows). Returns a pandas ``Styler`` (HTML in the book and in JupyterLab)."""
+    import pandas as pd
+
+    df = df.rename(columns=lambda c: c.replace("_", " ") if isinstance(c, str) else c)
+    formats = {}
+    for c in df.columns:
+        col = df[c]
+        if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+            continue
+        whole = col.dropna()
+        if pd.api.types.is_integer_dtype(col) or (len(whole) and (whole % 1 == 0).all()):
+            formats[c] = "{:,.0f}"
+        else:
+            formats[c] = f"{{:.{digits}f}}"
+    styled = df.style.format(formats, na_rep="—")
+    return styled if index else styled.hide(axis="index")
+
+
 def pct(x, digits: int = 1) -> str:
     """``0.9567 -> '95.7%'``."""
     return f"{100 * float(x):.{digits}f}%"
