@@ -130,4 +130,5 @@ def test_readable_tables_show_integers_dashes_and_plain_headers():
     assert "0.912" in html and "—" in html and ">nan<" not in html.lower()
     assert "n neurons" in html and "n_neurons" not in html
     assert ">0<" not in html  # no index column
-    assert "threshold" in readable(df.assign(threshold=[0.3, 0.7]).set_index("threshold"), index=True).to_html()
+    pivot = readable(df.assign(threshold=[0.3, 0.7]).set_index("threshold"), index=True).to_html()
+    assert "threshold" in pivot and ">0.3<" in pivot and "0.300000" not in pivot

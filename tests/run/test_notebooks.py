@@ -83,6 +83,10 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_run, monkeypatch):
             assert hidden not in page, (nb.stem, hidden)
         if nb.stem not in ("01_data", "08_reproduction", "11_troubleshooting"):
             assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", page), f"{nb.stem} has no figure"
+        if nb.stem[:2] in ("01", "02", "03", "04", "05", "06", "07"):  # every figure of the paper's sections: numbered, captioned
+            figures = re.findall(r"<figure[^>]*>.*?</figure>", page, re.S)
+            assert figures and all("<figcaption" in f and "Fig. " in f for f in figures), nb.stem
+            assert page.count("<img") == sum(f.count("<img") for f in figures), f"{nb.stem}: an uncaptioned figure"
     # glued numbers reached the prose
     assert "Failed to format" not in r.stderr
     assert note in (html / "10_paper_scale.html").read_text()  # the run's conditions, beside its times

@@ -48,6 +48,20 @@ def plot_style():
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True})
 
 
+def figure(name: str, fig) -> None:
+    """Show a figure in the notebook and keep it for the book's numbered, captioned figure.
+
+    The figure is displayed as the cell's output (what a JupyterLab, Colab or papermill user
+    sees) and glued under ``name``; the book's page places it with a ``{glue:figure}`` directive
+    and its caption, and the cell carries the ``remove-output`` tag so that it is not shown twice."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display as _display
+
+    _display(fig)
+    glue(name, fig, display=False)
+    plt.close(fig)
+
+
 def setup_page():
     """What every notebook's set-up cell does for its page: the figure style, and data notes
     (labels of dev or test unseen in train, :class:`~redundancy.errors.DataNote`) kept out of
@@ -85,7 +99,9 @@ def readable(df, digits: int = 3, index: bool = False):
         else:
             formats[c] = f"{{:.{digits}f}}"
     styled = df.style.format(formats, na_rep="—")
-    return styled if index else styled.hide(axis="index")
+    if not index:
+        return styled.hide(axis="index")
+    return styled.format_index(lambda v: f"{v:g}" if isinstance(v, float) else v, axis=0)  # 0.3, not 0.300000
 
 
 def pct(x, digits: int = 1) -> str:
