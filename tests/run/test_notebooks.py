@@ -79,8 +79,9 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_run, monkeypatch):
         assert "Traceback" not in page, nb.stem
         # the parameters (the source's and papermill's) and the set-up cell stay in the notebook, out of the book
         for hidden in ("tag_parameters", "tag_injected-parameters", "check_parameters(globals())", "ipykernel_",
-                       "UserWarning"):
+                       "UserWarning", "model(s)"):
             assert hidden not in page, (nb.stem, hidden)
+        assert not re.search(r"<td[^>]*>\s*nan\s*</td>", page, re.I), f"{nb.stem}: a table cell shows nan"
         if nb.stem not in ("01_data", "08_reproduction", "11_troubleshooting"):
             assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", page), f"{nb.stem} has no figure"
         if nb.stem[:2] in ("01", "02", "03", "04", "05", "06", "07"):  # every figure of the paper's sections: numbered, captioned
