@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cache import file_lock, file_record, write_json_atomic
+from ..cache import file_lock, file_record, folder_records, write_json_atomic
 from ..config import repo_root
 from ..provenance import PeakSampler, children_rss
 from ..utils import stable_hash
@@ -115,8 +115,8 @@ def _content(path: Path, limit: int = 2000) -> dict:
     """Size and checksum of a file, or of every file below a folder (at most ``limit``)."""
     if path.is_file():
         return file_record(path)
-    files = sorted(f for f in path.rglob("*") if f.is_file() and ".tmp-" not in f.name)[:limit]
-    return {f.relative_to(path).as_posix(): file_record(f) for f in files}
+    files = sorted(f.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file() and ".tmp-" not in f.name)
+    return folder_records(path, files[:limit])
 
 
 def _config_inputs(config: Path) -> str:
@@ -148,9 +148,10 @@ def _config_inputs(config: Path) -> str:
 
 def _results_fingerprint(results: Path) -> str:
     """The content of a run's results (the runner's own records left out)."""
-    files = sorted(f for f in results.rglob("*") if f.is_file() and f.name not in _RECORDS
-                   and ".tmp-" not in f.name and "executed" not in f.relative_to(results).parts)
-    return stable_hash({f.relative_to(results).as_posix(): file_record(f) for f in files}, 20)
+    files = sorted(f.relative_to(results).as_posix() for f in results.rglob("*") if f.is_file()
+                   and f.name not in _RECORDS and ".tmp-" not in f.name
+                   and "executed" not in f.relative_to(results).parts)
+    return stable_hash(folder_records(results, files), 20)
 
 
 def _stamp(nb: Path, config: Path, params: dict, reads: dict | None = None, inputs: str = "") -> str:
