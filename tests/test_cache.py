@@ -134,3 +134,35 @@ def test_verify_finds_a_byte_changed_in_any_kind_of_entry(tmp_path, plant, capsy
     assert main(["verify", "--cache", str(tmp_path)]) == (0 if plant is None else 1)
     out = capsys.readouterr().out
     assert ("no damage found" in out) == (plant is None) and (plant is None or str(files[plant]) in out)
+
+
+def _count_in_lock(lock, log, n):
+    """Worker: n times, under the lock, read a counter file, pause, write it back + 1."""
+    import time
+
+    from redundancy.cache import file_lock
+
+    for _ in range(n):
+        with file_lock(lock):
+            v = int(log.read_text()) if log.exists() else 0
+            time.sleep(0.002)  # a window in which an unlocked writer would lose an update
+            log.write_text(str(v + 1))
+
+
+def test_file_lock_excludes_other_processes_and_leaves_no_lock_file(tmp_path):
+    """Four processes increment one counter 25 times each under the lock (the lock file is
+    removed at every release, so waiters meet removed inodes): no update is lost, and no
+    lock file stays behind."""
+    import multiprocessing as mp
+
+    lock, log = tmp_path / ".entry.lock", tmp_path / "counter"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_count_in_lock, args=(lock, log, 25)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert int(log.read_text()) == 100
+    assert not lock.exists()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["counter"]

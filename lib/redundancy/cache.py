@@ -14,13 +14,16 @@ the same four rules, written here once:
   record before it is used (:func:`damage`); a damaged entry is named, discarded and recomputed,
   never used;
 - **lock**: work that fills one entry runs under an exclusive advisory lock on a file beside it
-  (:func:`file_lock`), so a second process waits and then reads the first one's result;
+  (:func:`file_lock`), so a second process waits and then reads the first one's result; the
+  lock file is removed on release;
 - **one layout for array entries**: ``<key>.npz`` (the arrays) beside ``<key>.json`` (the
   record: the caller's metadata, the npz's size and checksum, and a checksum of the metadata
   itself): :func:`save_arrays` and :func:`load_arrays`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import contextlib
 import fcntl
@@ -110,7 +113,7 @@ def write_atomic(path, write, mode: str = "wb") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path):
+def atomic_dir(final: Path) -> Iterator[Path]:
     """Build a directory under a temporary name and move it into place on success.
 
     A run killed half-way leaves only a ``*.tmp-*`` folder, which is never read as a
@@ -130,16 +133,36 @@ def atomic_dir(final: Path):
 
 
 @contextlib.contextmanager
-def file_lock(path):
-    """An exclusive advisory lock: a second process on the same cache entry waits."""
+def file_lock(path) -> Iterator[None]:
+    """An exclusive advisory lock: a second process on the same cache entry waits.
+
+    The lock file is removed when the lock is released, so that none pile up beside the
+    cache's entries. A waiter that then holds a lock on the removed file (its inode is no
+    longer the path's) lets it go and locks the path anew; so at most one process at a
+    time holds the lock of a path, whatever the interleaving."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)  # the holder before us removed this file: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # while still holding it: a waiter on this inode will retry
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def clean_stale_tmp(parent: Path, name: str) -> None:
@@ -167,7 +190,7 @@ def save_arrays(folder, key: str, arrays: dict, meta: dict) -> None:
     write_json_atomic(js, {**meta, "npz": file_record(npz), "check": stable_hash(meta, 24)})
 
 
-def load_arrays(folder, key: str, what: str = "cache entry"):
+def load_arrays(folder, key: str, what: str = "cache entry") -> tuple[dict, dict] | None:
     """``(meta, arrays)`` of the entry ``key`` of ``folder``, or None when it is absent or damaged
     (a damaged one, say a truncated npz or an edited record, is reported and never used)."""
     js, npz = _entry_paths(folder, key)

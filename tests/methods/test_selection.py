@@ -324,3 +324,49 @@ def test_a_result_prints_its_scores_not_its_weights_and_ranks_like_its_weights(k
     text = repr(r)
     assert text.startswith("ProbeResult(3 neurons, dev ") and "trained in" in text and "[" not in text
     np.testing.assert_array_equal(lca_ranking(r).order, lca_ranking(r.coef).order)
+
+
+def test_a_resumed_request_trains_every_probe_in_the_grouping_of_an_uninterrupted_one(tmp_path):
+    """Nested prefixes share column blocks in one pass, so a probe's floating-point sums
+    depend on which probes trained beside it. A request whose probes are partly cached (a run
+    killed while saving them) trains the whole request again, in the grouping an
+    uninterrupted run used: the missing probes' weights are bit for bit the uninterrupted
+    run's, and the cached ones are kept as they were."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1200, 300)).astype(np.float32)
+    y = (X[:, :40].sum(1) + X[:, 150:190].sum(1) > 0).astype(np.int64)
+    data = (X[:800], y[:800]), (X[800:1000], y[800:1000]), (X[1000:], y[1000:])
+    sets = [np.arange(100), np.arange(200), np.arange(300)]
+
+    def evaluator(folder):
+        return ProbeEvaluator(*data, probe=FAST, cache_dir=folder, data_key="prefixes", n_layers=1)
+
+    whole = evaluator(tmp_path / "whole").evaluate_many(sets)
+    alone = evaluator(tmp_path / "alone").evaluate(sets[2])
+    assert not np.array_equal(alone.coef, whole[2].coef)  # the grouping matters to the last bits
+    resumed_cache = tmp_path / "resumed"
+    evaluator(resumed_cache).evaluate_many(sets)
+    key = evaluator(resumed_cache)._key(sets[2])
+    for f in resumed_cache.glob(key + ".*"):  # killed before the third probe was saved
+        f.unlink()
+    ev = evaluator(resumed_cache)
+    resumed = ev.evaluate_many(sets)
+    assert ev.n_fits == 3  # the whole request trained again, in its own grouping
+    assert [r.cached for r in resumed] == [True, True, False]
+    for a, b in zip(resumed, whole):
+        assert np.array_equal(a.coef, b.coef) and np.array_equal(a.intercept, b.intercept)
+
+
+def test_progress_says_when_training_starts_and_each_epoch(capsys, k_signal):
+    (tr, dv, te), _ = k_signal
+    ev = ProbeEvaluator(tr, dv, te, probe=FAST, n_layers=1, progress=True)
+    ev.evaluate_many([np.arange(10), np.arange(20)], ["a", "b"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[probe] training 2 probes in one pass: 4,000 rows x up to 20 neurons, 8 epochs"
+    assert sum(" epoch " in line and "/8: mean loss" in line for line in out) == 8
+    assert out[-2].startswith("[probe] a: dev accuracy") and out[-1].startswith("[probe] b: dev accuracy")
+    # off by default where nobody watches (pytest's captured output is no terminal)
+    quiet = ProbeEvaluator(tr, dv, te, probe=FAST, n_layers=1)
+    assert not quiet.progress
+    quiet.evaluate(np.arange(5))
+    assert capsys.readouterr().out == ""

@@ -238,3 +238,22 @@ def test_kernels_talk_over_local_sockets_without_the_tcp_warning(tmp_path, capfd
     assert run_notebooks(config, folder=tmp_path / "nbs", log=lambda *a: None)["01_reader.ipynb"] == "ran"
     err = capfd.readouterr().err
     assert "without encryption" not in err and "Kernel is running over TCP" not in err
+
+
+def test_refused_parameter_leaves_the_executed_copy_and_results_alone(tmp_path, tiny_run):
+    """``-p seed 1.5`` is refused before a kernel starts: the good executed copy of the
+    notebook, its stamp and the run's results stay byte for byte; no temporary file stays."""
+    out = tmp_path / "out"
+    assert run_notebooks(tiny_run, out, only=["01"], log=lambda *a: None)["01_data.ipynb"] == "ran"
+    page = (out / "01_data.ipynb").read_bytes()
+    results = tmp_path / "results" / "tiny-book"
+    before = {f: f.read_bytes() for f in results.rglob("*") if f.is_file() and f.name != "notebooks.json"}
+    logs = []
+    status = run_notebooks(tiny_run, out, only=["01"], params={"seed": 1.5}, log=logs.append)
+    assert status["01_data.ipynb"].startswith("failed: parameters:") and "'seed' = 1.5" in status["01_data.ipynb"]
+    assert any("nothing was changed" in line for line in logs)
+    assert (out / "01_data.ipynb").read_bytes() == page
+    assert {f: f.read_bytes() for f in results.rglob("*") if f.is_file() and f.name != "notebooks.json"} == before
+    assert not [f for f in out.iterdir() if ".tmp-" in f.name]
+    # the good copy is still current: the next batch with the run's parameters skips it
+    assert run_notebooks(tiny_run, out, only=["01"], log=lambda *a: None)["01_data.ipynb"] == "skipped"

@@ -192,7 +192,7 @@ class _Moments:
         return dist
 
 
-def neuron_correlation(X, chunk: int | None = None, dtype=np.float32):
+def neuron_correlation(X, chunk: int | None = None, dtype=np.float32) -> np.ndarray:
     """Pearson correlation of every neuron with every other neuron over all rows.
 
     The ``N x N`` matrix ``corr`` of section 5.2 (Dalvi et al., 2020), equal to

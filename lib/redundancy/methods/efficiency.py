@@ -19,6 +19,8 @@ its load; compare them only within one run, as ratios.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import contextlib
 import time
 import weakref
@@ -59,7 +61,7 @@ def layer_stack(model):
 
 
 @contextlib.contextmanager
-def truncated(model, n_layers: int):
+def truncated(model, n_layers: int) -> Iterator:
     """Run ``model`` with only its first ``n_layers`` transformer layers (0 = embeddings only).
 
     The stack is restored on exit, also after an error. ``config.num_hidden_layers`` is

@@ -19,6 +19,8 @@ The estimators (:class:`redundancy.methods.probe.LinearProbe` and its regressor)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,7 +63,7 @@ def train_probes(X, target, n_outputs: int, feature_sets, *, regression: bool = 
                  learning_rate: float = 1e-3, batch_size: int = 128, l1: float = 1e-5, l2: float = 1e-5,
                  l2_squared: bool = False, shuffle: bool = True, random_state=0, device="cpu",
                  dtype: str = "float32", verbose: bool = False, min_block_width: int | None = None,
-                 name: str = "train_probes"):
+                 name: str = "train_probes") -> list[tuple[np.ndarray, np.ndarray, list[float]]]:
     """Train several linear probes on column subsets of ``X`` at once, each as if alone.
 
     Every probe ``p`` minimises the reference loss on ``X[:, feature_sets[p]]`` (columns in
@@ -261,7 +263,7 @@ class Bank:
         """The tensors trained: every block's weights, then the bias."""
         return [b.weight for b in self.blocks] + [self.bias]
 
-    def buffers(self, m):
+    def buffers(self, m) -> tuple:
         """Outputs, partial products and the loss's -1s of a mini-batch of m rows (at most two
         sizes: the batch size and the last batch), allocated once."""
         if m not in self._per_m:
@@ -272,7 +274,7 @@ class Bank:
                               torch.full((self.P, 1, m), -1.0, dtype=self.dtype, device=self.dev))
         return self._per_m[m]
 
-    def forward(self, xb, with_bias: bool = True):
+    def forward(self, xb, with_bias: bool = True) -> torch.Tensor:
         """Every probe's outputs, transposed (P * C, m), block by block (the bias added or not)."""
         m = xb.shape[0]
         outT, part_buf, _ = self.buffers(m)
@@ -305,7 +307,7 @@ class Bank:
             GTb = GT if alle else GpT[self.part_span[i][0]:self.part_span[i][1]]
             torch.mm(GTb, xb[:, blk.start:blk.stop], out=gw)
 
-    def unpack(self):
+    def unpack(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each probe's (weight, bias) as NumPy arrays, its weights in its own feature order."""
         C = self.C
         for p, cols in enumerate(self.sets):
@@ -374,7 +376,7 @@ class Batches:
                     else Xt.index_select(0, idx).to(dev))
         return torch.from_numpy(np.array(X[order[s:e]], dtype=np_dtype, order="C")).to(dev)
 
-    def epoch(self):
+    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order() if self.shuffle else None
         t_epoch = self.targets if order is None else self.targets[torch.from_numpy(order).to(self.dev)]
         for ib, (s, e) in enumerate(self.bounds):
@@ -382,7 +384,7 @@ class Batches:
                 release_mapped(self.X)
             yield self._rows(order, s, e), t_epoch[s:e]
 
-    def close(self):
+    def close(self) -> None:
         if self.release_every:
             release_mapped(self.X)
 
@@ -429,10 +431,10 @@ class TorchSolver:
         self.norm2 = torch.empty(bank.P, dtype=bank.dtype, device=bank.dev)
         self.abs1 = torch.empty(bank.P, dtype=bank.dtype, device=bank.dev)
 
-    def start_epoch(self):
+    def start_epoch(self) -> None:
         self.total = torch.zeros(self.bank.P, dtype=self.bank.dtype, device=self.bank.dev)
 
-    def epoch_loss(self, n_batches):
+    def epoch_loss(self, n_batches) -> torch.Tensor:
         """Every probe's mean mini-batch loss over the epoch (P,), float64."""
         return self.total.double().cpu() / n_batches
 
@@ -461,7 +463,7 @@ class TorchSolver:
             return torch.full_like(norm, 2.0 * l2)
         return torch.where(norm > 0, l2 / norm, 0.0)  # d||W||/dW = W / ||W||, and 0 at W = 0
 
-    def step(self, xb, tb):
+    def step(self, xb, tb) -> None:
         bank = self.bank
         GT = data_loss_grad(bank, bank.forward(xb), tb, self.regression, self.total)
         scale = self._penalty()
@@ -477,7 +479,7 @@ class TorchSolver:
         torch.sum(GT, 1, out=self.grads[-1])
         self.adam.step()
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -530,7 +532,7 @@ class CompiledSolver:
         self.bias_np, self.gbias_np = W[-1], G[-1]
         self._views = {}
 
-    def start_epoch(self):
+    def start_epoch(self) -> None:
         # Adam's scalars for every step of the epoch, the bias's without the L1 term, computed
         # at its start (computing them inside the step cost 8 us each)
         self.step_scalars = []
@@ -542,7 +544,7 @@ class CompiledSolver:
         else:
             self.total = torch.zeros(self.bank.P, dtype=self.bank.dtype, device=self.bank.dev)
 
-    def epoch_loss(self, n_batches):
+    def epoch_loss(self, n_batches) -> torch.Tensor:
         """Every probe's mean mini-batch loss over the epoch (P,), float64, penalty included."""
         data = torch.from_numpy(self.total) if self.xent else self.total.double().cpu()
         out = data / n_batches
@@ -579,7 +581,7 @@ class CompiledSolver:
         for task in tasks:
             kernels.run(task, self.scale, sc)
 
-    def step(self, xb, tb):
+    def step(self, xb, tb) -> None:
         bank = self.bank
         outT = bank.forward(xb, with_bias=not self.xent)
         if self.xent:
@@ -598,6 +600,6 @@ class CompiledSolver:
         if other is not None:
             other.result()
 
-    def close(self):
+    def close(self) -> None:
         if self.helper is not None:
             self.helper.shutdown()

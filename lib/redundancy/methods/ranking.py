@@ -77,7 +77,7 @@ def _prefix_sizes(cum: np.ndarray, total: np.ndarray, fractions: np.ndarray) -> 
     return out
 
 
-def top_neurons(probe_or_coef, percentage: float):
+def top_neurons(probe_or_coef, percentage: float) -> tuple[np.ndarray, list[np.ndarray]]:
     """The neurons holding ``percentage`` of every class's weight mass (reference ``get_top_neurons``).
 
     Parameters

@@ -164,8 +164,10 @@ class ProbeEvaluator:
         and the probe's settings). Only store entries have a data key; with plain arrays
         pass ``data_key`` to enable it.
     data_key : str, optional
-    progress : bool, default False
-        Print one line per trained probe.
+    progress : bool, optional
+        Print a line when training starts (how many probes, rows, neurons), each epoch's
+        mean loss, and one line per trained probe. Default: on in an interactive session (a
+        terminal or a Jupyter kernel), off otherwise; the book's notebooks turn it off.
     standardize : bool, default False
         Z-score every neuron with the training split's mean and standard deviation before
         probing (the paper does not). Vectors that barely vary (a frozen model's [CLS] in low
@@ -174,7 +176,7 @@ class ProbeEvaluator:
     """
 
     def __init__(self, train, dev, test=None, *, probe=None, metric=None, random_state=0, n_layers=None,
-                 label_names=None, cache_dir=None, data_key=None, progress=False, standardize=False):
+                 label_names=None, cache_dir=None, data_key=None, progress=None, standardize=False):
         self.train = as_split(train, "train", n_layers)
         self.dev = as_split(dev, "dev", n_layers)
         self.test = as_split(test, "test", n_layers) if test is not None else None
@@ -204,7 +206,7 @@ class ProbeEvaluator:
         if label_names is None:
             label_names = getattr(train, "label_names", None)
         self.label_names = label_names
-        self.progress = progress
+        self.progress = _interactive() if progress is None else bool(progress)
         if data_key is None and all(s is None or s.key for s in (self.train, self.dev, self.test)):
             data_key = stable_hash([self.train.key, self.dev.key, self.test.key if self.test else None])
         self.data_key = data_key
@@ -233,6 +235,18 @@ class ProbeEvaluator:
                     {"dev": r.dev, "test": r.test, "dev_scores": r.dev_scores, "test_scores": r.test_scores,
                      "n_neurons": r.n_neurons, "fit_seconds": r.fit_seconds})
         fault_point("probe-save")
+
+    def _template(self, n_probes: int, width: int, name: str = ""):
+        """A fresh copy of the probe for one pass, which reports its epochs when ``progress``."""
+        probe = clone(self.probe)
+        if self.progress:
+            epochs = probe.get_params().get("epochs", "?")
+            what = name or f"{n_probes:,} probe{'s' if n_probes > 1 else ''} in one pass"
+            print(f"[probe] training {what}: {self.train.X.shape[0]:,} rows x {'up to ' if n_probes > 1 else ''}"
+                  f"{width:,} neurons, {epochs} epochs", flush=True)
+            if "verbose" in probe.get_params():
+                probe.set_params(verbose=True)
+        return probe
 
     def _scores(self, probe, split: Split, neurons, X=None) -> dict:
         X = gather(split.X, neurons) if X is None else X
@@ -264,7 +278,7 @@ class ProbeEvaluator:
             hit = self._load(key, full)
             if hit is not None:
                 return hit
-        probe = clone(self.probe)
+        probe = self._template(1, full.size, name)
         t0 = time.perf_counter()
         probe.fit(gather(self.train.X, idx), self.train.y)
         seconds = time.perf_counter() - t0
@@ -318,7 +332,10 @@ class ProbeEvaluator:
         With the library's probes, the sets not in the cache are trained in one pass by
         :func:`~redundancy.methods.probe.fit_probes` (each as if alone: same initialisation, same
         mini-batches; the results equal :meth:`evaluate`'s up to the order of floating-point
-        sums); any other estimator is fitted set by set.
+        sums); any other estimator is fitted set by set. A probe's weights depend on the
+        request, never on what happened to be cached: when only some of a request's sets are
+        cached (a run killed while saving them), the pass trains the whole request again and
+        keeps the missing ones, bit for bit what the uninterrupted run made.
 
         Parameters
         ----------
@@ -338,17 +355,28 @@ class ProbeEvaluator:
                 results[j] = hit
             elif not any(np.array_equal(full, fulls[t]) for t in todo):
                 todo.append(j)
-        if len(todo) > 1 and isinstance(self.probe, (LinearProbe, LinearProbeRegressor)):
+        bank = isinstance(self.probe, (LinearProbe, LinearProbeRegressor))
+        if bank and todo and len(todo) < len(idxs):
+            # partly cached (a run killed while saving this request's probes): the pass
+            # trains the whole request again, so that the missing probes share it with the
+            # same probes as in an uninterrupted run (their floating-point sums depend on
+            # it); the cached ones are kept as they were
+            group = [j for j in range(len(fulls)) if not any(np.array_equal(fulls[j], fulls[t]) for t in range(j))]
+        else:
+            group = todo
+        if len(group) > 1 and bank:
             t0 = time.perf_counter()
-            fitted = fit_probes(self.probe, self.train.X, self.train.y, [fulls[j] for j in todo], gather=gather)
-            each = (time.perf_counter() - t0) / len(todo)  # the pass's time, shared out
-            self.n_fits += len(todo)
-            views = shared_columns([fulls[j] for j in todo], self.n_neurons)
+            template = self._template(len(group), max(fulls[j].size for j in group))
+            fitted = fit_probes(template, self.train.X, self.train.y, [fulls[j] for j in group], gather=gather)
+            each = (time.perf_counter() - t0) / len(group)  # the pass's time, shared out
+            self.n_fits += len(group)
+            views = shared_columns([fulls[j] for j in group], self.n_neurons)
             dev_u = gather(self.dev.X, views[0])
             test_u = gather(self.test.X, views[0]) if self.test is not None else None
-            for j, probe, cols in zip(todo, fitted, views[1]):
-                results[j] = self._finish(probe, fulls[j], idxs[j], each, names[j], X_dev=cols(dev_u),
-                                          X_test=None if test_u is None else cols(test_u))
+            for j, probe, cols in zip(group, fitted, views[1]):
+                if j in todo:
+                    results[j] = self._finish(probe, fulls[j], idxs[j], each, names[j], X_dev=cols(dev_u),
+                                              X_test=None if test_u is None else cols(test_u))
         else:
             for j in todo:
                 results[j] = self.evaluate(idxs[j], name=names[j])
@@ -368,6 +396,13 @@ class ProbeEvaluator:
             if not 0 <= l < self.n_layers:
                 raise ValueError(f"layer {l} out of range: this model has layers 0..{self.n_layers - 1}")
         return self.evaluate(layer_neurons(layers, self.hidden), name=f"layers {layers}")
+
+
+def _interactive() -> bool:
+    """A person is watching: standard error is a terminal, or this runs in a Jupyter kernel."""
+    import sys
+
+    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules
 
 
 # --------------------------------------------------------------------------------------

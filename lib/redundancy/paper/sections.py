@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,10 @@ from ..representations.runs import run as run_pipeline
 from ..methods.selection import (MAX_FEATURES_GRID, PIPELINE_GRID, ProbeEvaluator, layer_analysis, ls_ccfs,
                         minimal_neuron_set)
 from ..cache import write_json_atomic
+
+if TYPE_CHECKING:  # for the signatures only: imported where used
+    from ..methods.clustering import CorrelationClustering
+    from ..representations.store import Activations
 
 __all__ = ["Study", "model_label", "model_labels"]
 
@@ -247,7 +252,7 @@ class Study:
                 self.ensure()
         return self._index
 
-    def activations(self, model: str, task: str, split: str):
+    def activations(self, model: str, task: str, split: str) -> Activations:
         """The stored activations of one model x task x split."""
         from ..representations.store import Activations
 
@@ -273,7 +278,8 @@ class Study:
                               standardize=bool(self.cfg.get("standardize", False)),
                               cache_dir=cache_dir() / "probes", progress=self.progress if progress is None else progress)
 
-    def clustering(self, model: str, task: str, threshold: float = 0.3, seed: int | None = None):
+    def clustering(self, model: str, task: str, threshold: float = 0.3,
+                   seed: int | None = None) -> CorrelationClustering:
         """The correlation clustering of a model's neurons on a task's training activations, fitted
         at ``threshold`` (its agglomerative tree cached under ``<cache>/clustering``, so a second
         call, or :func:`section_clustering`'s, reads it instead of recomputing it)."""
@@ -282,7 +288,7 @@ class Study:
         return CorrelationClustering(threshold=threshold, random_state=self.seed if seed is None else int(seed),
                                      memory=cache_dir() / "clustering").fit(self.activations(model, task, "train").flat())
 
-    def pairs(self):
+    def pairs(self) -> list[tuple[str, str]]:
         """Every (model, task) of the study."""
         return [(m, t) for m in self.models for t in self.tasks]
 
@@ -335,7 +341,7 @@ DEFAULT_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_threshold: float = 0.3,
-                       general_task: str | None = None):
+                       general_task: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Figure 2 / Table 6 (neurons kept and scores per threshold, per task), Figure 3 (makeup).
 
     Clustering runs per model x task on that task's training activations (sentence tasks
@@ -381,7 +387,7 @@ def section_clustering(study: Study, thresholds=DEFAULT_THRESHOLDS, makeup_thres
 # ----------------------------------------------------------------------------------------
 # section 6.1: layers
 
-def section_layers(study: Study, delta: float = 0.01):
+def section_layers(study: Study, delta: float = 0.01) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 7 / Figure 4 (per-layer probes vs the oracle) and per-class scores (Figures 7-9)."""
     tables, per_class = {}, []
     for seed in study.seeds:

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cache import file_lock, file_record, folder_records, write_json_atomic
+from ..cache import clean_stale_tmp, file_lock, file_record, folder_records, write_json_atomic
 from ..config import repo_root
 from ..provenance import PeakSampler, children_rss
 from ..utils import stable_hash
@@ -194,6 +194,25 @@ def _kernel_manager():
     return LocalKernelManager
 
 
+def _bad_parameters(nb_params: dict, declared: dict) -> str:
+    """What :func:`redundancy.paper.pages.check_parameters` would refuse in the notebook's first
+    cell (a float for an integer, text for a list), said before a kernel starts; '' if nothing."""
+    from ..paper.pages import check_parameters
+
+    defaults = {}
+    for name, info in declared.items():
+        try:
+            defaults[name] = ast.literal_eval(str(info.get("default")))
+        except (ValueError, SyntaxError):  # an expression: the notebook's own check judges it
+            continue
+    given = {k: v for k, v in nb_params.items() if k in defaults and k != "config"}
+    try:
+        check_parameters(given, {k: defaults[k] for k in given})
+    except (NameError, TypeError) as e:
+        return str(e)
+    return ""
+
+
 def _hide_injected_parameters(path: Path) -> None:
     """Tag the cell papermill injected (the run's parameters) ``remove-cell``, as the source's
     own parameters cell is: the book shows which run a page is from in one line of prose."""
@@ -302,19 +321,31 @@ def _batch(config: Path, results: Path, output: Path, nbs, declared, params, for
             status[nb.name] = "skipped"
             log(f"[notebook] {nb.name}: unchanged, skipped")
             continue
+        bad = _bad_parameters(nb_params, declared[nb.name])
+        if bad:  # refused before a kernel starts: the executed copy and the results stay as they were
+            status[nb.name] = f"failed: parameters: {bad}"
+            log(f"[notebook] {nb.name}: FAILED before running: {bad} (nothing was changed)")
+            continue
         t0 = time.time()
+        # executed into a temporary file, moved into place when the kernel is done: a killed
+        # run never leaves a half-executed copy under the name the book reads
+        clean_stale_tmp(output, f".{out.stem}")
+        running = out.with_name(f".{out.stem}.tmp-{os.getpid()}.ipynb")
         try:
             with PeakSampler(children_rss, 0.5) as mem, \
                     PeakSampler(lambda: children_rss(anonymous=True), 0.5) as anon:
-                pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(nb.parent),
+                pm.execute_notebook(str(nb), str(running), parameters=nb_params, cwd=str(nb.parent),
                                     progress_bar=False, kernel_name="python3", execution_timeout=timeout,
                                     **({"kernel_manager_class": km} if (km := _kernel_manager()) else {}))
         except Exception as e:  # noqa: BLE001 - report, carry on with the others
             status[nb.name] = f"failed: {_failure(e)}"
             stamps.pop(nb.name, None)
+            if running.exists():  # the page shows the failure, never an older success
+                os.replace(running, out)
             log(f"[notebook] {nb.name}: FAILED at {_failure(e)} (executed copy with the traceback: {out})")
         else:
-            _hide_injected_parameters(out)
+            _hide_injected_parameters(running)
+            os.replace(running, out)
             status[nb.name] = "ran"
             stamps[nb.name] = stamp
             log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s, kernel peak {mem.peak_mib:.0f} MiB resident, "
