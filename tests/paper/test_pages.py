@@ -132,3 +132,32 @@ def test_readable_tables_show_integers_dashes_and_plain_headers():
     assert ">0<" not in html  # no index column
     pivot = readable(df.assign(threshold=[0.3, 0.7]).set_index("threshold"), index=True).to_html()
     assert "threshold" in pivot and ">0.3<" in pivot and "0.300000" not in pivot
+
+
+def test_conclusions_fill_the_prose_with_the_glued_values(tmp_path, monkeypatch):
+    """What a JupyterLab or papermill user sees at the end of a notebook: its prose with the
+    values, formats applied, roles made plain, figure captions and unglued prose left out."""
+    import json
+
+    from redundancy.paper import pages
+
+    nb = {"cells": [
+        {"cell_type": "markdown", "source": "# Title, no glued value"},
+        {"cell_type": "code", "source": "glue('x', 1)", "outputs": []},
+        {"cell_type": "markdown", "source": ["At c_t = 0.7 {glue:text}`red:.1%` of the neurons go, ",
+                                             "and the claim **{glue:text}`claim`** ({numref}`Figure %s <fig-a>`)."]},
+        {"cell_type": "markdown", "source": "```{glue:figure} fig_a\n:name: fig-a\n\nCaption {glue:text}`red`\n```"},
+        {"cell_type": "markdown", "source": "Missing: {glue:text}`nope:.3f`; plain {glue}`n`."},
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(nb))
+    monkeypatch.setattr(pages, "GLUED", {})
+    pages.glue("red", 0.8512)
+    pages.glue("claim", "holds")
+    pages.glue("n", 12)
+    text = pages.conclusions(path)
+    assert text == ("### What this run shows\n\n"
+                    "At c_t = 0.7 85.1% of the neurons go, and the claim **holds** (Figure).\n\n"
+                    "Missing: [nope: not computed in this kernel]; plain 12.")
+    with pytest.raises(FileNotFoundError, match="no-such.ipynb"):
+        pages.conclusions(tmp_path / "no-such.ipynb")

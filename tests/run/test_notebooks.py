@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -66,6 +67,7 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_run, monkeypatch):
     book = tmp_path / "book"
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
     shutil.copy(ROOT / "book" / "references.bib", book / "references.bib")
+    shutil.copytree(ROOT / "book" / "_ext", book / "_ext")  # plotly.js and the CSS, offline
     (book / "intro.md").write_text("# Tiny book\n\nThe notebooks on a tiny model.\n")
     toc = {"format": "jb-book", "root": "book/intro",
            "chapters": [{"file": f"book/executed/{nb.stem}"} for nb in notebooks()]}
@@ -82,12 +84,29 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_run, monkeypatch):
                        "UserWarning", "model(s)"):
             assert hidden not in page, (nb.stem, hidden)
         assert not re.search(r"<td[^>]*>\s*nan\s*</td>", page, re.I), f"{nb.stem}: a table cell shows nan"
-        if nb.stem not in ("01_data", "08_reproduction", "11_troubleshooting"):
-            assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", page), f"{nb.stem} has no figure"
-        if nb.stem[:2] in ("01", "02", "03", "04", "05", "06", "07"):  # every figure of the paper's sections: numbered, captioned
-            figures = re.findall(r"<figure[^>]*>.*?</figure>", page, re.S)
-            assert figures and all("<figcaption" in f and "Fig. " in f for f in figures), nb.stem
-            assert page.count("<img") == sum(f.count("<img") for f in figures), f"{nb.stem}: an uncaptioned figure"
+        if nb.stem not in ("08_reproduction", "11_troubleshooting"):  # vector figures, legible at any width
+            assert re.search(r"<img[^>]+src=\"[^\"]+\.svg\"", page), f"{nb.stem} has no figure"
+        figures = re.findall(r"<figure[^>]*>.*?</figure>", page, re.S)  # every figure numbered and captioned
+        assert all("<figcaption" in f and "Fig. " in f for f in figures), nb.stem
+        assert page.count("<img") == sum(f.count("<img") for f in figures), f"{nb.stem}: an uncaptioned figure"
+        if nb.stem[:2] in ("02", "03", "05"):  # the interactive figures, in the page itself
+            assert page.count('class="redundancy-interactive"') == 1, nb.stem
+        assert "{glue" not in page, nb.stem
+    # outside the book (JupyterLab, papermill), each notebook ends with its prose, numbers filled in
+    for nb in notebooks():
+        last = json.loads((executed / nb.name).read_text())["cells"][-1]
+        text = "".join(o.get("data", {}).get("text/markdown", "") for o in last.get("outputs", []))
+        assert text.startswith("### What this run shows") and "{glue" not in text and "not computed" not in text, nb.stem
+    assert (tmp_path / "_build" / "html" / "_static" / "plotly.min.js").stat().st_size > 1_000_000  # offline
+    # read in a real browser at a laptop's and a phone's width (tests/run/test_bookcheck.py: each fault, planted)
+    from redundancy.run.bookcheck import browser, check_book, problems
+
+    if browser() is not None or os.environ.get("CI"):
+        views = check_book(tmp_path / "_build" / "html", (1280, 420), pages="book/executed/", log=lambda *a: None)
+        assert len(views) == 2 * len(notebooks())
+        bad = {k: problems(v) for k, v in views.items() if problems(v)}
+        assert not bad, bad
+        assert sum(v["interactive"] for (p, w), v in views.items() if w == 1280) == 3
     # glued numbers reached the prose
     assert "Failed to format" not in r.stderr
     assert note in (html / "10_paper_scale.html").read_text()  # the run's conditions, beside its times

@@ -191,9 +191,9 @@ def run_context(cfg: dict) -> str:
             parts.append(f"{m} ({name}, {n:,} neurons: a sentence-embedding fine-tune, not a raw pre-trained model)")
         else:
             parts.append(f"{m} (as given)")
-    return (f"{'Model' if len(parts) == 1 else 'Models'}: {'; '.join(parts) or '-'}. The paper probes raw pre-trained BERT-base and XLNet-base "
-            f"(9,984 neurons each). Sentence tasks use the [CLS] vector of a model fine-tuned on the task: here "
-            f"{budget_words(cfg.get('finetune'))}; the paper used run_glue's defaults (3 epochs over all of "
+    return (f"{'Model' if len(parts) == 1 else 'Models'}: {'; '.join(parts) or '-'}; the paper's are raw pre-trained "
+            f"BERT-base and XLNet-base (9,984 neurons each). Sentence tasks use the [CLS] vector of a model fine-tuned "
+            f"on the task: {budget_words(cfg.get('finetune'))} (the paper: run_glue's defaults, 3 epochs over all of "
             "train, batch 8, lr 5e-5).")
 
 

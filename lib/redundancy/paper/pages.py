@@ -10,7 +10,8 @@ import pandas as pd
 
 from ..config import repo_root
 
-__all__ = ["glue", "Text", "plot_style", "pct", "verdict", "html_table"]
+__all__ = ["glue", "Text", "plot_style", "pct", "verdict", "html_table", "figure", "absent_figure", "interactive",
+           "conclusions", "readable", "count", "check_parameters", "setup_page"]
 
 
 class Text(str):
@@ -23,6 +24,10 @@ class Text(str):
         return str(self)
 
 
+#: every value glued in this kernel, by name (what :func:`conclusions` fills the prose with)
+GLUED: dict = {}
+
+
 def glue(name: str, value, display: bool = False):
     """myst-nb's ``glue`` (numbers and figures the book's prose refers to), or just the value
     when myst-nb is not installed (for example in a bare Colab kernel). Strings are glued as
@@ -31,6 +36,7 @@ def glue(name: str, value, display: bool = False):
         value = Text(value)
     elif hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalar -> float/int
         value = value.item()  # (its repr "np.float64(...)" would not take a format spec)
+    GLUED[name] = value  # for conclusions(): the prose outside the book
     try:
         from myst_nb import glue as _glue
     except ImportError:  # pragma: no cover - myst-nb is a dependency of the book
@@ -45,7 +51,19 @@ def plot_style():
     import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid")
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True})
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True,
+                         "svg.fonttype": "none"})  # text stays text: sharp at any width, and searchable
+    try:  # vector figures: legible on a phone as on a laptop
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("svg")
+    except ImportError:  # pragma: no cover - outside IPython
+        pass
+
+
+#: the widest figure, in inches: about the book's article at a laptop's width (752 px), so
+#: that a figure's 10-point text shows at about 10 points; wider figures are narrowed to it
+MAX_FIGURE_INCHES = 8.0
 
 
 def figure(name: str, fig) -> None:
@@ -57,9 +75,38 @@ def figure(name: str, fig) -> None:
     import matplotlib.pyplot as plt
     from IPython.display import display as _display
 
+    w, h = fig.get_size_inches()
+    if w > MAX_FIGURE_INCHES:  # the article's width: text keeps its size instead of shrinking with the figure
+        fig.set_size_inches(MAX_FIGURE_INCHES, max(h * MAX_FIGURE_INCHES / w, min(h, 3.4)))
     _display(fig)
     glue(name, fig, display=False)
     plt.close(fig)
+
+
+def absent_figure(name: str, why: str) -> None:
+    """A figure that this run cannot draw (no published paper-scale results, no labelling
+    task), glued under ``name`` so that its numbered caption still has a figure: one line
+    that says why."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.8))
+    ax.axis("off")
+    ax.text(0.5, 0.5, why, ha="center", va="center")
+    figure(name, fig)
+
+
+def interactive(name: str, fig) -> None:
+    """Show a Plotly figure (:mod:`redundancy.paper.interactive`) in the notebook and keep it
+    for the book's numbered, captioned figure, as :func:`figure` does for a static one: it
+    works in JupyterLab (Plotly's output type) and in the static book, offline (HTML drawn
+    with the book's own copy of plotly.js)."""
+    from IPython.display import display as _display
+
+    from .interactive import Interactive
+
+    view = Interactive(fig, name)
+    _display(view)
+    glue(name, view, display=False)
 
 
 def setup_page():
@@ -241,3 +288,61 @@ def check_parameters(namespace: dict, defaults: dict | None = None) -> None:
             given, wanted = type(value).__name__, type(default).__name__
             raise TypeError(f"notebook parameter {name!r} = {value!r} is {_a(given)}, but this notebook takes "
                             f"{_a(wanted)} (default {default!r})")
+
+
+_GLUE_ROLE = r"\{glue(?::text|:md|:any|:)?\}`([^`:]+)(?::([^`]*))?`"
+
+
+def _filled(text: str) -> str:
+    """MyST prose with its glued values filled in and its cross-reference roles made plain."""
+    import re
+
+    def value(m):
+        name, spec = m.group(1).strip(), m.group(2)
+        if name not in GLUED:
+            return f"[{name}: not computed in this kernel]"
+        v = GLUED[name]
+        try:
+            return format(v, spec) if spec else str(v)
+        except (TypeError, ValueError):
+            return str(v)
+
+    text = re.sub(_GLUE_ROLE, value, text)
+    text = re.sub(r"\{(?:numref|ref|doc)\}`([^`<]*?)\s*<[^`]*>`", r"\1", text)  # {numref}`Figure %s <fig-x>`
+    text = re.sub(r"\{(?:numref|ref|doc)\}`([^`]*)`", "the figure above", text)
+    text = re.sub(r"\{cite:?\w*\}`[^`]*`", "", text)
+    return re.sub(r"\s*%s", "", text).strip()
+
+
+def conclusions(notebook, heading: str = "What this run shows") -> str:
+    """The notebook's prose with this run's numbers, displayed as Markdown (and returned).
+
+    In the book, prose refers to numbers with ``{glue:text}`` and myst-nb fills them in; a
+    JupyterLab, Colab or papermill user sees the placeholders instead. The last cell of every
+    notebook calls this: it reads the notebook's Markdown cells that refer to glued values
+    (from ``notebooks/<notebook>`` in the repository, or the path given), fills in the values
+    glued in this kernel (:data:`GLUED`), and displays them, so that the page's conclusions
+    are there for every kind of user. Figure captions are left out (the figures are shown
+    above, in the cells that made them). The book hides this cell (the prose is in place)."""
+    import json
+
+    path = Path(notebook)
+    if not path.exists() and repo_root() is not None:
+        path = repo_root() / "notebooks" / Path(notebook).name
+    if not path.exists():
+        raise FileNotFoundError(f"notebook {notebook} not found (looked in the working folder and notebooks/)")
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    paragraphs = []
+    for cell in cells:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] != "markdown" or "{glue" not in src or src.lstrip().startswith("```{glue:figure}"):
+            continue
+        paragraphs.append(_filled(src))
+    text = f"### {heading}\n\n" + "\n\n".join(paragraphs)
+    try:
+        from IPython.display import Markdown, display as _display
+
+        _display(Markdown(text))
+    except ImportError:  # pragma: no cover - IPython comes with the notebooks' environment
+        print(text)
+    return text
