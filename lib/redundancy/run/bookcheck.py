@@ -9,8 +9,9 @@ its interactive figures have drawn. It reports, per page and width:
 - ``leaked``: a text node outside the cells' code that contains "Warning", "Traceback", the
   path of a kernel's temporary folder (``/tmp/ipykernel_...``) or of installed code
   (``site-packages/``, ``file.py:123:``), or a table cell that says only "nan" or "None";
-- ``overflow`` (at widths of 1000 px or more): a table wider than the article it sits in
-  (on a phone a table may scroll sideways, deliberately);
+- ``overflow`` (at widths of 1000 px or more): a table wider than the block it sits in (a
+  cell's output), so that it is cut off or scrolls (on a phone a table may scroll sideways,
+  deliberately);
 - ``empty_interactive``: an interactive figure with no drawn plot (no ``svg.main-svg`` taller
   than 100 px), as when plotly.js did not load.
 
@@ -59,12 +60,11 @@ window.addEventListener("load", function () { setTimeout(function () {
     var t = n.textContent;
     if (bad.test(t) || (p.closest("td, th") && /^\s*(nan|NaN|None)\s*$/.test(t))) r.leaked.push(t.trim().slice(0, 120));
   }
-  if (window.innerWidth >= 1000) {
-    var box = main.getBoundingClientRect();
+  if (window.innerWidth >= 1000) {  // a table wider than the block it sits in (a cell's output, a paragraph)
     main.querySelectorAll("table").forEach(function (t) {
-      var b = t.getBoundingClientRect();
-      if (b.width > 0 && b.right > box.right + 2) r.overflow.push(Math.round(b.width) + " px wide, the article " +
-        Math.round(box.width) + " px: " + t.textContent.trim().slice(0, 60));
+      var b = t.getBoundingClientRect(), box = t.parentElement.getBoundingClientRect();
+      if (b.width > 0 && b.right > box.right + 1) r.overflow.push(Math.round(b.width) + " px wide, its container " +
+        Math.round(box.width) + " px: " + t.textContent.trim().replace(/\s+/g, " ").slice(0, 60));
     });
   }
   var pre = document.createElement("pre"); pre.id = "bookcheck"; pre.textContent = JSON.stringify(r);
