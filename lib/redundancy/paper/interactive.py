@@ -96,7 +96,7 @@ def ct_slider(sweep: pd.DataFrame, value: float = 0.3):
                         {"title.text": f"Correlation clustering at c_t = {c:g}"}]) for i, c in enumerate(thresholds)]
     active = next((i for i, c in enumerate(thresholds) if np.isclose(c, value)), 0)
     fig.update_layout(sliders=[dict(active=active, steps=steps, currentvalue=dict(prefix="c_t = "), pad=dict(t=60))],
-                      title=f"Correlation clustering at c_t = {thresholds[active]:g}", height=470,
+                      title=dict(text=f"Correlation clustering at c_t = {thresholds[active]:g}", font=dict(size=14)), height=470,
                       margin=dict(l=50, r=20, t=70, b=40), legend=dict(orientation="h", y=1.14, x=1, xanchor="right"))
     fig.update_yaxes(range=[0, 1.05], row=1, col=1)
     fig.update_yaxes(range=[min(0.0, float(np.nanmin(sweep.test))), 1.05], row=1, col=2)
@@ -112,7 +112,7 @@ def cka_heatmap(matrix, labels, title: str):
     text = [[f"{labels[i]} vs {labels[j]}: CKA {M[i, j]:.3f}" for j in range(len(labels))] for i in range(len(labels))]
     fig = go.Figure(go.Heatmap(z=M, x=labels, y=labels, zmin=0, zmax=1, colorscale="Viridis", hovertext=text,
                                hoverinfo="text", colorbar=dict(title="CKA")))
-    fig.update_layout(title=title, height=460, margin=dict(l=60, r=20, t=60, b=50),
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=460, margin=dict(l=50, r=10, t=50, b=40),
                       xaxis=dict(title="layer", scaleanchor="y", constrain="domain"),
                       yaxis=dict(title="layer", autorange="reversed", constrain="domain"))
     return fig
@@ -138,8 +138,8 @@ def minimal_set_curve(trials: pd.DataFrame, targets: pd.DataFrame | None = None)
                 fig.add_trace(go.Scatter(x=[g.k.min(), g.k.max()], y=[tgt, tgt], mode="lines", legendgroup=f"{m}/{t}",
                                          line=dict(dash="dot", width=1), showlegend=False, hoverinfo="text",
                                          hovertext=f"{m} / {t}: the pass mark {tgt:.3f}"))
-    fig.update_layout(title="Minimal neuron sets: dev score of the top-k neurons", height=440,
+    fig.update_layout(title=dict(text="Minimal sets: dev score of the top-k neurons", font=dict(size=14)), height=500,
                       xaxis=dict(title="neurons kept (top k by the LCA ranking)", type="log"),
-                      yaxis=dict(title="dev score"), margin=dict(l=60, r=20, t=60, b=50),
-                      legend=dict(font=dict(size=10)))
+                      yaxis=dict(title="dev score"), margin=dict(l=50, r=10, t=50, b=40),
+                      legend=dict(font=dict(size=10), orientation="h", yanchor="top", y=-0.22, x=0))  # below: fits a phone
     return fig
