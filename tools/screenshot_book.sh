@@ -12,9 +12,15 @@ mkdir -p "$out"
 for f in $(cd "$root" && find book -name "*.html" | sort | grep -E "$filter"); do
   name=$(echo "${f%.html}" | tr / _)
   for w in $widths; do
+    url="file://$(realpath "$root/$f")"; win=$w
+    if [ "$w" -lt 500 ]; then  # headless Chromium's window is at least 500 px: narrower pages go in a frame
+      host=$(mktemp --suffix=.html); win=500
+      echo "<html><body style=\"margin:0\"><iframe src=\"$url\" style=\"border:0;width:${w}px;height:${height}px\"></iframe></body></html>" > "$host"
+      url="file://$host"
+    fi
     chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
-      --disable-component-update --disable-sync --user-data-dir="$(mktemp -d)" --hide-scrollbars \
-      --screenshot="$out/$name-$w.png" --window-size="$w,$height" "file://$(realpath "$root/$f")" 2>/dev/null
+      --disable-component-update --disable-sync --user-data-dir="$(mktemp -d)" --hide-scrollbars --allow-file-access-from-files \
+      --virtual-time-budget=10000 --screenshot="$out/$name-$w.png" --window-size="$win,$height" "$url" 2>/dev/null
   done
   echo "$f: $(grep -o '<img' "$root/$f" | wc -l) images, $(grep -c Traceback "$root/$f" || true) tracebacks -> $out/$name-{${widths// /,}}.png"
 done

@@ -36,7 +36,10 @@ def test_a_clean_page_passes(tmp_path):
     page = tmp_path / "good.html"
     page.write_text(GOOD.format(head="", extra=""))
     found = check_page(page, 1280)
-    assert found["images"] == 1 and found["captioned"] == 1 and problems(found) == []
+    assert found["images"] == 1 and found["captioned"] == 1 and problems(found) == [] and found["width"] == 1280
+    # a phone's width is narrower than any headless Chromium window: the page is read in a frame that wide
+    phone = check_page(page, 420)
+    assert phone["width"] == 420 and phone["images"] == 1 and problems(phone) == []
 
 
 @needs_browser

@@ -38,6 +38,7 @@ class Interactive:
     """
 
     def __init__(self, fig, name: str):
+        fig.update_layout(modebar=dict(orientation="v"))  # beside the plot, never over its title
         self.fig, self.name = fig, name
 
     def html(self) -> str:
@@ -49,7 +50,9 @@ class Interactive:
         return (f'<div id="{div}" class="redundancy-interactive" style="width:100%;min-height:360px"></div>\n'
                 "<script>(function () {\n"
                 f"  var spec = {spec}, cfg = {json.dumps(CONFIG)};\n"
-                f"  function draw() {{ Plotly.newPlot('{div}', spec.data, spec.layout, cfg); }}\n"
+                f"  function draw() {{ Plotly.newPlot('{div}', spec.data, spec.layout, cfg).then(function (gd) {{\n"
+                "    if (window.ResizeObserver) { new ResizeObserver(function () { Plotly.Plots.resize(gd); }).observe(gd.parentElement); }\n"
+                "    window.addEventListener('load', function () { Plotly.Plots.resize(gd); }); }); }\n"
                 "  if (window.Plotly) { draw(); } else {\n"
                 f"    var s = document.createElement('script'); s.src = '{cdn}'; s.onload = draw;\n"
                 "    document.head.appendChild(s); }\n"
@@ -138,8 +141,8 @@ def minimal_set_curve(trials: pd.DataFrame, targets: pd.DataFrame | None = None)
                 fig.add_trace(go.Scatter(x=[g.k.min(), g.k.max()], y=[tgt, tgt], mode="lines", legendgroup=f"{m}/{t}",
                                          line=dict(dash="dot", width=1), showlegend=False, hoverinfo="text",
                                          hovertext=f"{m} / {t}: the pass mark {tgt:.3f}"))
-    fig.update_layout(title=dict(text="Minimal sets: dev score of the top-k neurons", font=dict(size=14)), height=500,
+    fig.update_layout(title=dict(text="Minimal sets: dev score of the top-k neurons", font=dict(size=14)), height=560,
                       xaxis=dict(title="neurons kept (top k by the LCA ranking)", type="log"),
-                      yaxis=dict(title="dev score"), margin=dict(l=50, r=10, t=50, b=40),
-                      legend=dict(font=dict(size=10), orientation="h", yanchor="top", y=-0.22, x=0))  # below: fits a phone
+                      yaxis=dict(title="dev score"), margin=dict(l=50, r=10, t=50, b=150),
+                      legend=dict(font=dict(size=10), orientation="h", yanchor="top", y=-0.25, x=0))  # below: fits a phone
     return fig

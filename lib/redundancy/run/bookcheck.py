@@ -73,6 +73,16 @@ window.addEventListener("load", function () { setTimeout(function () {
 </script>
 """
 
+#: the narrowest window headless Chromium opens (CSS px); narrower widths are checked in a frame
+MIN_WINDOW = 500
+
+#: a page that shows the checked page in a frame ``width`` px wide and copies out its findings
+HOST = """<html><body style="margin:0"><iframe id="page" src="{src}" style="border:0;width:{width}px;height:1600px"></iframe>
+<script>window.addEventListener("load", function () {{ setTimeout(function () {{
+  var d = document.getElementById("page").contentDocument, p = d && d.getElementById("bookcheck");
+  var out = document.createElement("pre"); out.id = "bookcheck"; out.textContent = p ? p.textContent : "";
+  document.body.appendChild(out); }}, 1500); }});</script></body></html>"""
+
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
@@ -96,15 +106,21 @@ def check_page(page: Path, width: int, exe: str | None = None, timeout: int = 12
     html = page.read_text(encoding="utf-8")
     probe.write_text(html.replace("</body>", CHECK_JS + "</body>") if "</body>" in html else html + CHECK_JS,
                      encoding="utf-8")
+    host = page.with_name(f".bookcheck-host-{page.name}")
     try:
+        url = probe.as_uri()
+        if width < MIN_WINDOW:  # Chromium's window is never narrower: the page goes in a frame that is
+            host.write_text(HOST.format(src=probe.name, width=width), encoding="utf-8")
+            url = host.as_uri()
         with tempfile.TemporaryDirectory() as profile:
-            proc = subprocess.run([exe, *_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},1600",
-                                   "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
+            proc = subprocess.run([exe, *_FLAGS, f"--user-data-dir={profile}", f"--window-size={max(width, MIN_WINDOW)},1600",
+                                   "--allow-file-access-from-files", "--virtual-time-budget=15000", "--dump-dom", url],
                                   capture_output=True, text=True, timeout=timeout)
     finally:
         probe.unlink(missing_ok=True)
+        host.unlink(missing_ok=True)
     m = re.search(r'<pre id="bookcheck"[^>]*>(.*?)</pre>', proc.stdout, re.S)
-    if not m:
+    if not m or not m.group(1).strip():
         raise RuntimeError(f"{page}: the browser reported nothing (exit {proc.returncode}): {proc.stderr[-500:]}")
     import html as _html
 
