@@ -27,6 +27,7 @@ PLANTS = {
     "traceback": "<div class='cell_output'><pre>Traceback (most recent call last):</pre></div>",
     "nan": "<table><tr><td>nan</td></tr></table>",
     "overflow": "<table><tr>" + "<td>a_long_column_header_that_does_not_wrap</td>" * 12 + "</tr></table>",
+    "remote": '<script src="https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@1.0.6/dist/embed-amd.js"></script>',
     "empty_interactive": '<figure><div class="redundancy-interactive" id="x"></div><figcaption>Fig. 2 Interactive.</figcaption></figure>',
 }
 

@@ -110,15 +110,22 @@ def interactive(name: str, fig) -> None:
 
 
 def setup_page():
-    """What every notebook's set-up cell does for its page: the figure style, and data notes
+    """What every notebook's set-up cell does for its page: the figure style, data notes
     (labels of dev or test unseen in train, :class:`~redundancy.errors.DataNote`) kept out of
-    the page; the data chapter lists them (:meth:`~redundancy.paper.sections.Study.data_notes`)."""
+    the page (the data chapter lists them: :meth:`~redundancy.paper.sections.Study.data_notes`),
+    and no progress bars from transformers."""
     import warnings
 
     from ..errors import DataNote
 
     plot_style()
     warnings.filterwarnings("ignore", category=DataNote)
+    try:  # progress bars of loading and saving models are widgets in a kernel: noise on a page
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
 
 
 def count(n: int, noun: str, plural: str | None = None) -> str:

@@ -13,7 +13,9 @@ its interactive figures have drawn. It reports, per page and width:
   cell's output), so that it is cut off or scrolls (on a phone a table may scroll sideways,
   deliberately);
 - ``empty_interactive``: an interactive figure with no drawn plot (no ``svg.main-svg`` taller
-  than 100 px), as when plotly.js did not load.
+  than 100 px), as when plotly.js did not load;
+- ``remote``: a script or style sheet loaded from the network (the book must work offline;
+  ipywidgets' saved state, for one, would load require.js and the widget manager from CDNs).
 
 ``python -m redundancy.run.bookcheck _build/html`` checks a built book and exits 1 on any
 finding; the test suite builds a small book and checks it, and checks that a page with each
@@ -38,7 +40,7 @@ CHECK_JS = r"""
 window.addEventListener("load", function () { setTimeout(function () {
   var main = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
   var r = {width: window.innerWidth, images: 0, captioned: 0, interactive: 0, uncaptioned: [], leaked: [],
-           overflow: [], empty_interactive: []};
+           overflow: [], empty_interactive: [], remote: []};
   function where(el) { var s = (el.getAttribute("src") || el.id || el.className || el.tagName) + ""; return s.slice(-80); }
   function captioned(el) {
     var f = el.closest("figure"); if (!f) return false;
@@ -67,6 +69,10 @@ window.addEventListener("load", function () { setTimeout(function () {
         Math.round(box.width) + " px: " + t.textContent.trim().replace(/\s+/g, " ").slice(0, 60));
     });
   }
+  document.querySelectorAll("script[src], link[href][rel=stylesheet]").forEach(function (el) {  // offline
+    var u = el.getAttribute("src") || el.getAttribute("href");
+    if (/^(https?:)?\/\//.test(u)) r.remote.push(u.slice(0, 120));
+  });
   var pre = document.createElement("pre"); pre.id = "bookcheck"; pre.textContent = JSON.stringify(r);
   document.body.appendChild(pre);
 }, 300); });
@@ -131,7 +137,8 @@ def problems(found: dict) -> list[str]:
     """One line per finding of :func:`check_page`'s record."""
     out = []
     for key, what in (("uncaptioned", "a figure without a caption"), ("leaked", "leaked output"),
-                      ("overflow", "a table wider than the page"), ("empty_interactive", "an empty interactive figure")):
+                      ("overflow", "a table wider than the page"), ("empty_interactive", "an empty interactive figure"),
+                      ("remote", "a script or style from the network")):
         out += [f"{what}: {v}" for v in found.get(key, [])]
     return out
 

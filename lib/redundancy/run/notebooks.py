@@ -215,10 +215,13 @@ def _bad_parameters(nb_params: dict, declared: dict) -> str:
 
 def _hide_injected_parameters(path: Path) -> None:
     """Tag the cell papermill injected (the run's parameters) ``remove-cell``, as the source's
-    own parameters cell is: the book shows which run a page is from in one line of prose."""
+    own parameters cell is: the book shows which run a page is from in one line of prose. The
+    widgets' saved state is dropped too: the book hides widget cells (its interactive figures
+    need no kernel), and the state would make the page load widget scripts from the network."""
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
