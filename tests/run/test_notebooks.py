@@ -95,7 +95,8 @@ def test_notebooks_run_and_book_builds(tmp_path, tiny_run, monkeypatch):
     # outside the book (JupyterLab, papermill), each notebook ends with its prose, numbers filled in
     for nb in notebooks():
         last = json.loads((executed / nb.name).read_text())["cells"][-1]
-        text = "".join(o.get("data", {}).get("text/markdown", "") for o in last.get("outputs", []))
+        md = [o.get("data", {}).get("text/markdown", "") for o in last.get("outputs", [])]
+        text = "".join(m if isinstance(m, str) else "".join(m) for m in md)  # a notebook keeps text as lines
         assert text.startswith("### What this run shows") and "{glue" not in text and "not computed" not in text, nb.stem
     assert (tmp_path / "_build" / "html" / "_static" / "plotly.min.js").stat().st_size > 1_000_000  # offline
     # read in a real browser at a laptop's and a phone's width (tests/run/test_bookcheck.py: each fault, planted)
