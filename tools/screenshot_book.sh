@@ -21,6 +21,7 @@ for f in $(cd "$root" && find book -name "*.html" | sort | grep -E "$filter"); d
     chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
       --disable-component-update --disable-sync --user-data-dir="$(mktemp -d)" --hide-scrollbars --allow-file-access-from-files \
       --virtual-time-budget=10000 --screenshot="$out/$name-$w.png" --window-size="$win,$height" "$url" 2>/dev/null
+    if [ "$w" -lt 500 ]; then rm -f "$host"; fi
   done
   echo "$f: $(grep -o '<img' "$root/$f" | wc -l) images, $(grep -c Traceback "$root/$f" || true) tracebacks -> $out/$name-{${widths// /,}}.png"
 done

@@ -159,10 +159,12 @@ def file_lock(path) -> Iterator[None]:
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # while still holding it: a waiter on this inode will retry
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        try:
+            with contextlib.suppress(OSError):  # gone already, or a folder we may not delete in
+                os.unlink(path)  # while still holding it: a waiter on this inode will retry
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def clean_stale_tmp(parent: Path, name: str) -> None:

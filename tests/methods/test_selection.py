@@ -370,3 +370,16 @@ def test_progress_says_when_training_starts_and_each_epoch(capsys, k_signal):
     assert not quiet.progress
     quiet.evaluate(np.arange(5))
     assert capsys.readouterr().out == ""
+
+
+def test_repeated_sets_in_a_request_get_one_result(tmp_path):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((600, 40)).astype(np.float32)
+    y = (X[:, :5].sum(1) > 0).astype(np.int64)
+    ev = ProbeEvaluator((X[:400], y[:400]), (X[400:500], y[400:500]), (X[500:], y[500:]), probe=FAST,
+                        cache_dir=tmp_path, data_key="rep", n_layers=1)
+    a, b = np.arange(10), np.arange(20)
+    first = ev.evaluate_many([a, b, a])
+    assert first[0] is first[2] and ev.n_fits == 2
+    again = ev.evaluate_many([a, b, a])  # from the cache
+    assert all(r is not None and r.cached for r in again) and np.array_equal(again[2].coef, first[0].coef)

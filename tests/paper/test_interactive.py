@@ -58,3 +58,20 @@ def test_the_html_draws_with_the_page_plotly_and_the_bundle_carries_plotly_json(
     assert 'id="interactive-x" class="redundancy-interactive"' in html and "if (window.Plotly) { draw(); }" in html
     spec = json.loads(html.split("var spec = ", 1)[1].split(", cfg = ", 1)[0])
     assert spec["data"][0]["type"] == "heatmap"
+
+
+def test_a_threshold_that_is_only_close_to_the_value_starts_alone():
+    """0.1 + 0.2 is not 0.3 exactly: still exactly one step starts visible, and it is that one."""
+    sweep = _sweep()
+    sweep.loc[sweep.threshold == 0.3, "threshold"] = 0.1 + 0.2
+    fig = ct_slider(sweep, value=0.3)
+    assert fig.layout.sliders[0].active == 1
+    assert sum(t.visible for t in fig.data) == 3  # kept, score, all-neuron marks of one step
+
+
+def test_text_in_the_figure_cannot_end_the_page_script():
+    from redundancy.paper.interactive import Interactive
+
+    fig = cka_heatmap(np.eye(2), ["</script><b>x", "1"], "t")
+    html = Interactive(fig, "x").html()
+    assert html.count("</script>") == 1 and "<\\/script>" in html

@@ -148,6 +148,7 @@ def test_conclusions_fill_the_prose_with_the_glued_values(tmp_path, monkeypatch)
                                              "and the claim **{glue:text}`claim`** ({numref}`Figure %s <fig-a>`)."]},
         {"cell_type": "markdown", "source": "```{glue:figure} fig_a\n:name: fig-a\n\nCaption {glue:text}`red`\n```"},
         {"cell_type": "markdown", "source": "Missing: {glue:text}`nope:.3f`; plain {glue}`n`."},
+        {"cell_type": "markdown", "source": "```{admonition} The run on this page\n:class: run-context\n{glue:text}`claim`\n```"},
     ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     path = tmp_path / "x.ipynb"
     path.write_text(json.dumps(nb))
@@ -158,6 +159,7 @@ def test_conclusions_fill_the_prose_with_the_glued_values(tmp_path, monkeypatch)
     text = pages.conclusions(path)
     assert text == ("### What this run shows\n\n"
                     "At c_t = 0.7 85.1% of the neurons go, and the claim **holds** (Figure).\n\n"
-                    "Missing: [nope: not computed in this kernel]; plain 12.")
+                    "Missing: [nope: not computed in this kernel]; plain 12.\n\n"
+                    "**The run on this page.** holds")
     with pytest.raises(FileNotFoundError, match="no-such.ipynb"):
         pages.conclusions(tmp_path / "no-such.ipynb")

@@ -380,9 +380,10 @@ class ProbeEvaluator:
         else:
             for j in todo:
                 results[j] = self.evaluate(idxs[j], name=names[j])
-        for j, r in enumerate(results):  # repeated sets
+        for j, r in enumerate(results):  # repeated sets (a copy of a set trained or read at another position)
             if r is None:
-                results[j] = next(results[t] for t in todo if np.array_equal(fulls[t], fulls[j]))
+                results[j] = next(results[t] for t in range(len(fulls))
+                                  if results[t] is not None and np.array_equal(fulls[t], fulls[j]))
         return results
 
     def oracle(self) -> ProbeResult:
@@ -402,7 +403,13 @@ def _interactive() -> bool:
     """A person is watching: standard error is a terminal, or this runs in a Jupyter kernel."""
     import sys
 
-    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+    if getattr(sys.stderr, "isatty", lambda: False)():
+        return True
+    try:  # a running Jupyter kernel (not merely ipykernel imported, as by papermill's client)
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return type(get_ipython()).__name__ == "ZMQInteractiveShell"
 
 
 # --------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ class Interactive:
     def html(self) -> str:
         import plotly
 
-        spec = json.dumps(self.fig.to_plotly_json(), cls=plotly.utils.PlotlyJSONEncoder)
+        spec = json.dumps(self.fig.to_plotly_json(), cls=plotly.utils.PlotlyJSONEncoder).replace("</", "<\\/")
         div = f"interactive-{self.name}"
         cdn = f"https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"
         return (f'<div id="{div}" class="redundancy-interactive" style="width:100%;min-height:360px"></div>\n'
@@ -81,9 +81,10 @@ def ct_slider(sweep: pd.DataFrame, value: float = 0.3):
     base = sweep[sweep.threshold == min(thresholds)].set_index("pair").test
     fig = make_subplots(rows=1, cols=2, subplot_titles=("share of neurons kept", "test score of a probe on them"),
                         horizontal_spacing=0.12)
-    for c in thresholds:
+    active = next((i for i, c in enumerate(thresholds) if np.isclose(c, value)), 0)
+    for i, c in enumerate(thresholds):
         g = sweep[np.isclose(sweep.threshold, c)]
-        on = bool(np.isclose(c, value)) or (value not in thresholds and c == thresholds[0])
+        on = i == active
         hover = [f"{p}<br>c_t = {c:g}: {int(n):,} neurons kept ({f:.1%})<br>test {_fmt(t)} (all neurons: {_fmt(base.get(p, np.nan))})"
                  for p, n, f, t in zip(g.pair, g.neurons, g.fraction_kept, g.test)]
         fig.add_trace(go.Bar(x=g.pair, y=g.fraction_kept, name="kept", visible=on, marker_color="#2b8cbe",
@@ -97,7 +98,6 @@ def ct_slider(sweep: pd.DataFrame, value: float = 0.3):
     steps = [dict(method="update", label=f"{c:g}",
                   args=[{"visible": [k // per == i for k in range(per * len(thresholds))]},
                         {"title.text": f"Correlation clustering at c_t = {c:g}"}]) for i, c in enumerate(thresholds)]
-    active = next((i for i, c in enumerate(thresholds) if np.isclose(c, value)), 0)
     fig.update_layout(sliders=[dict(active=active, steps=steps, currentvalue=dict(prefix="c_t = "), pad=dict(t=60))],
                       title=dict(text=f"Correlation clustering at c_t = {thresholds[active]:g}", font=dict(size=14)), height=470,
                       margin=dict(l=50, r=20, t=70, b=40), legend=dict(orientation="h", y=1.14, x=1, xanchor="right"))

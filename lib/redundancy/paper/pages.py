@@ -321,6 +321,17 @@ def _filled(text: str) -> str:
     return re.sub(r"\s*%s", "", text).strip()
 
 
+def _plain_directive(src: str) -> str:
+    """A cell that is one fenced MyST directive (```{admonition} Title ... ```) as plain
+    Markdown: "**Title.** body", its ``:option:`` lines left out; other text as it is."""
+    lines = src.strip().splitlines()
+    if not (lines and lines[0].startswith("```{") and lines[-1].strip() == "```"):
+        return src
+    title = lines[0].split("}", 1)[1].strip()
+    body = "\n".join(l for l in lines[1:-1] if not l.startswith(":")).strip()
+    return f"**{title}.** {body}" if title else body
+
+
 def conclusions(notebook, heading: str = "What this run shows") -> str:
     """The notebook's prose with this run's numbers, displayed as Markdown (and returned).
 
@@ -344,7 +355,7 @@ def conclusions(notebook, heading: str = "What this run shows") -> str:
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell["cell_type"] != "markdown" or "{glue" not in src or src.lstrip().startswith("```{glue:figure}"):
             continue
-        paragraphs.append(_filled(src))
+        paragraphs.append(_filled(_plain_directive(src)))
     text = f"### {heading}\n\n" + "\n\n".join(paragraphs)
     try:
         from IPython.display import Markdown, display as _display

@@ -110,8 +110,8 @@ def check_page(page: Path, width: int, exe: str | None = None, timeout: int = 12
     page = Path(page).resolve()
     probe = page.with_name(f".bookcheck-{page.name}")
     html = page.read_text(encoding="utf-8")
-    probe.write_text(html.replace("</body>", CHECK_JS + "</body>") if "</body>" in html else html + CHECK_JS,
-                     encoding="utf-8")
+    head, body_end, tail = html.rpartition("</body>")  # the last one: a page may quote the tag
+    probe.write_text(head + CHECK_JS + body_end + tail if body_end else html + CHECK_JS, encoding="utf-8")
     host = page.with_name(f".bookcheck-host-{page.name}")
     try:
         url = probe.as_uri()

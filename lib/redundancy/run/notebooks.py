@@ -213,6 +213,15 @@ def _bad_parameters(nb_params: dict, declared: dict) -> str:
     return ""
 
 
+def _finish_page(running: Path, out: Path) -> None:
+    """Move an executed notebook into place under ``out``, tidied for the book (even if the
+    tidying fails: the page is never lost)."""
+    try:
+        _hide_injected_parameters(running)
+    finally:
+        os.replace(running, out)
+
+
 def _hide_injected_parameters(path: Path) -> None:
     """Tag the cell papermill injected (the run's parameters) ``remove-cell``, as the source's
     own parameters cell is: the book shows which run a page is from in one line of prose. The
@@ -344,11 +353,12 @@ def _batch(config: Path, results: Path, output: Path, nbs, declared, params, for
             status[nb.name] = f"failed: {_failure(e)}"
             stamps.pop(nb.name, None)
             if running.exists():  # the page shows the failure, never an older success
-                os.replace(running, out)
+                _finish_page(running, out)
+            else:  # nothing was written: no page rather than an older success
+                out.unlink(missing_ok=True)
             log(f"[notebook] {nb.name}: FAILED at {_failure(e)} (executed copy with the traceback: {out})")
         else:
-            _hide_injected_parameters(running)
-            os.replace(running, out)
+            _finish_page(running, out)
             status[nb.name] = "ran"
             stamps[nb.name] = stamp
             log(f"[notebook] {nb.name}: ran in {time.time() - t0:.1f}s, kernel peak {mem.peak_mib:.0f} MiB resident, "
