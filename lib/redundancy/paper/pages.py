@@ -315,10 +315,11 @@ def _filled(text: str) -> str:
             return str(v)
 
     text = re.sub(_GLUE_ROLE, value, text)
-    text = re.sub(r"\{(?:numref|ref|doc)\}`([^`<]*?)\s*<[^`]*>`", r"\1", text)  # {numref}`Figure %s <fig-x>`
+    text = re.sub(r"\{(?:numref|ref|doc)\}`([^`<]*?)\s*<[^`]*>`",  # {numref}`Figure %s <fig-x>` -> "Figure"
+                  lambda m: m.group(1).replace("%s", "").strip(), text)
     text = re.sub(r"\{(?:numref|ref|doc)\}`([^`]*)`", "the figure above", text)
     text = re.sub(r"\{cite:?\w*\}`[^`]*`", "", text)
-    return re.sub(r"\s*%s", "", text).strip()
+    return text.strip()
 
 
 def _plain_directive(src: str) -> str:
